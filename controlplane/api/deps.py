@@ -1,0 +1,53 @@
+"""Typed dependencies for routes: the services of the process and the caller's principal.
+
+Routes declare who may call them with one of the `...Caller` aliases, so that the role table of
+DESIGN.md §4 can be read off the route signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from controlplane.errors import NotAuthenticated, PermissionDenied
+from controlplane.tokens.roles import Role
+from controlplane.tokens.store import Principal
+from controlplane.wiring import Services
+
+# auto_error=False: a missing header must become our 401 problem, not FastAPI's 403.
+_bearer = HTTPBearer(auto_error=False, description="A control plane token: `Bearer cp_...`")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a bearer token carrying one of `roles` (401/403 otherwise)."""
+
+    async def caller(
+        services: ServicesDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise NotAuthenticated("send a bearer token: Authorization: Bearer <token>")
+        principal = await services.tokens.authenticate(credentials.credentials)
+        if principal.role not in roles:
+            allowed = ", ".join(role.value for role in roles)
+            raise PermissionDenied(f"this route needs a token with role {allowed}")
+        return principal
+
+    caller.roles = roles  # type: ignore[attr-defined]
+    return caller
+
+
+AdminCaller = Annotated[Principal, Depends(require(Role.ADMIN))]
+DecisionCaller = Annotated[Principal, Depends(require(Role.SERVICE, Role.ADMIN))]
+OpaCaller = Annotated[Principal, Depends(require(Role.OPA))]

@@ -1,0 +1,35 @@
+"""`POST /v1/logs`: OPA's decision-log uploads (role `opa` only).
+
+Answers 2xx only after every new event is appended (`ledger.decision_logs`); any other answer
+makes OPA keep the chunk and send it again, which the append deduplicates.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from controlplane.api.deps import OpaCaller, ServicesDep
+from controlplane.api.media import require_json
+from controlplane.ledger.decision_logs import decode_upload
+
+router = APIRouter(tags=["opa"])
+
+
+@router.post("/v1/logs", summary="Receive a chunk of OPA decision-log events (gzip JSON array)")
+async def receive_logs(
+    request: Request, services: ServicesDep, caller: OpaCaller
+) -> dict[str, int]:
+    require_json(request)
+    settings = services.settings
+    events = decode_upload(
+        await request.body(),
+        request.headers.get("content-encoding"),
+        max_decompressed=settings.max_log_decompressed_bytes,
+        max_events=settings.max_log_events_per_upload,
+    )
+    result = await services.decision_logs.append(events)
+    return {
+        "received": result.received,
+        "appended": result.appended,
+        "duplicates": result.duplicates,
+    }

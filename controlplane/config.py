@@ -1,0 +1,114 @@
+"""Settings of the control plane, read from `CONTROLPLANE_*` environment variables.
+
+`Settings` is built once by each entry point (the CLI, the test fixtures) and passed down; nothing
+reads the environment after that and there is no module-level settings object. Every limit has a
+bound, so that a typo in an environment variable cannot turn a limit off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from controlplane.errors import ConfigurationError
+
+OPA_VERSION = "v1.22.3"
+DEFAULT_OPA_CACHE = Path.home() / ".cache" / "controlplane" / f"opa-{OPA_VERSION}" / "opa"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the control plane can be told; defaults match DESIGN.md §4."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTROLPLANE_", extra="forbid", frozen=True)
+
+    # Where the API listens, and the URL clients use to reach it (the execution-request audience).
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+
+    # Redis: `up` starts its own on redis_port unless redis_url is set.
+    redis_url: str | None = None
+    redis_port: Port = 6379
+    redis_server_bin: str = "redis-server"
+    redis_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
+
+    # OPA: the server the decision client talks to, and the binary `up` starts.
+    opa_url: str = "http://127.0.0.1:8181"
+    opa_port: Port = 8181
+    opa_bin: Path | None = None
+    opa_decision_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
+    opa_connect_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 0.25
+    opa_max_connections: Annotated[int, Field(ge=1, le=1024)] = 100
+
+    # Decisions: only paths under these roots are served by POST /v1/data/{path}.
+    decision_roots: tuple[str, ...] = ("governance",)
+
+    # Credentials. The admin token bootstraps everything else; it is held only as a digest.
+    admin_token: SecretStr | None = None
+    token_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
+    token_cache_entries: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+    # Body limits (DESIGN.md §2.5): requests, OPA's compressed log chunks, their inflated size.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * MiB)] = 1 * MiB
+    max_log_body_bytes: Annotated[int, Field(ge=1024, le=256 * MiB)] = 8 * MiB
+    max_log_decompressed_bytes: Annotated[int, Field(ge=1024, le=1024 * MiB)] = 64 * MiB
+    max_log_events_per_upload: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+
+    # Decision-log stream: dedupe window on decision_id, and a cap on entries (refuse, never drop).
+    decision_log_dedupe_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 3600
+    decision_log_max_entries: Annotated[int, Field(ge=1000, le=1_000_000_000)] = 50_000_000
+
+    # Where `up` keeps Redis data, OPA's config and generated tokens.
+    state_dir: Path = Path(".controlplane")
+    policy_dir: Path = Path("rego")
+    bundle_template_dir: Path = Path("bundles/governance")
+
+    log_level: str = "info"
+    access_log: bool = True
+
+    @field_validator("decision_roots")
+    @classmethod
+    def _roots_are_clean(cls, roots: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(root.strip("/") for root in roots)
+        if not cleaned or any(not root or root.split("/")[0] == "system" for root in cleaned):
+            raise ValueError("decision roots must be non-empty paths outside system/")
+        return cleaned
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return level.lower()
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def resolve_opa_bin(self) -> Path:
+        """The OPA binary to run: `CONTROLPLANE_OPA_BIN`, else the pinned build in the cache."""
+        candidate = self.opa_bin or DEFAULT_OPA_CACHE
+        if not candidate.is_file():
+            raise ConfigurationError(
+                f"OPA binary not found at {candidate}; run `make opa` or set CONTROLPLANE_OPA_BIN"
+            )
+        return candidate
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build `Settings` from the environment, turning validation errors into one clear error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CONTROLPLANE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Decisions: asking OPA whether something may run, and denying whenever the answer is unusable."""

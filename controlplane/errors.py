@@ -1,0 +1,94 @@
+"""The one error hierarchy of the control plane.
+
+Every error the control plane raises on purpose is a `ControlPlaneError`. Each subclass is a
+category (bad input, not authenticated, unavailable, ...); each instance carries a stable
+snake_case `code` that clients can switch on. The API maps categories to RFC 9457 problem+json in
+`api/problems.py` and the CLI maps them to exit codes in `cli/main.py`; domain code never chooses an
+HTTP status or an exit code itself.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ControlPlaneError(Exception):
+    """Root of all deliberate errors. `code` is stable; `detail` is for humans."""
+
+    default_code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+
+
+class InvalidInput(ControlPlaneError):
+    """The caller sent something malformed: bad JSON, a wrong field, a path outside the roots."""
+
+    default_code = "invalid_input"
+    title = "Invalid input"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The body is not in a content type this endpoint accepts."""
+
+    default_code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class TooLarge(InvalidInput):
+    """A body, a decompressed body or a list went over its configured limit."""
+
+    default_code = "too_large"
+    title = "Payload too large"
+
+
+class NotAuthenticated(ControlPlaneError):
+    """No credential, or one that is not valid."""
+
+    default_code = "not_authenticated"
+    title = "Not authenticated"
+
+
+class PermissionDenied(ControlPlaneError):
+    """A valid credential whose role may not do this."""
+
+    default_code = "permission_denied"
+    title = "Permission denied"
+
+
+class NotFound(ControlPlaneError):
+    """The named thing does not exist."""
+
+    default_code = "not_found"
+    title = "Not found"
+
+
+class Conflict(ControlPlaneError):
+    """The request conflicts with the current state (already done, already exists)."""
+
+    default_code = "conflict"
+    title = "Conflict"
+
+
+class Unavailable(ControlPlaneError):
+    """A component the request needs (Redis, OPA) cannot be reached now; retrying may succeed."""
+
+    default_code = "unavailable"
+    title = "Service unavailable"
+
+
+class RedisUnavailable(Unavailable):
+    """Redis did not answer, so nothing that depends on it can be checked or stored."""
+
+    default_code = "redis_unavailable"
+    title = "Redis unavailable"
+
+
+class ConfigurationError(ControlPlaneError):
+    """The control plane cannot start as configured (bad setting, missing binary, port in use)."""
+
+    default_code = "configuration_error"
+    title = "Configuration error"

@@ -1,0 +1,1 @@
+"""Logs and metrics: what operators see of the control plane."""

@@ -1,0 +1,83 @@
+"""Prometheus metrics, on a registry owned by the app (no process-global registry).
+
+Label values are bounded: reasons come from `reasons.DenyReason`, routes are route templates, and
+OPA's error codes are squeezed through `bounded_label` so that a strange upstream cannot blow up the
+number of series.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# Decisions take well under a millisecond when all is well and up to the OPA timeout when not.
+_DECISION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+_LABEL = re.compile(r"[a-z][a-z0-9_]{0,47}")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def bounded_label(value: str | None) -> str:
+    """A label value safe to put on a series: snake_case up to 48 characters, else `other`."""
+    if value is None:
+        return "none"
+    return value if _LABEL.fullmatch(value) else "other"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.decisions = Counter(
+            "controlplane_decisions_total",
+            "Decisions answered, by outcome (allow, deny) and deny reason.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.decision_seconds = Histogram(
+            "controlplane_decision_duration_seconds",
+            "Time from receiving a decision request to answering it, OPA round trip included.",
+            buckets=_DECISION_BUCKETS,
+            registry=self.registry,
+        )
+        self.opa_errors = Counter(
+            "controlplane_opa_errors_total",
+            "OPA calls that gave no usable answer, by deny reason and OPA's own error code.",
+            ["reason", "opa_code"],
+            registry=self.registry,
+        )
+        self.log_events_received = Counter(
+            "controlplane_decision_log_events_received_total",
+            "OPA decision-log events received in accepted uploads (duplicates included).",
+            registry=self.registry,
+        )
+        self.log_events_deduplicated = Counter(
+            "controlplane_decision_log_events_deduplicated_total",
+            "OPA decision-log events dropped as re-sent duplicates of a stored decision_id.",
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "controlplane_http_requests_total",
+            "HTTP requests answered, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

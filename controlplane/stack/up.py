@@ -1,0 +1,298 @@
+"""`controlplane up`: start Redis, the API and OPA, wait until each is ready, supervise them.
+
+Order of start: Redis (unless `CONTROLPLANE_REDIS_URL` names one), then the API (it must be up
+before OPA's first decision-log upload), then OPA; the API is ready only once OPA is. Order of
+stop, on Ctrl-C or when any child dies: OPA (it flushes its decision logs to the API), the API,
+Redis. Everything that can go wrong before start-up (a port in use, a missing binary, no policy
+directory) is found first and reported in one line, before anything is started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+from controlplane import jsontext
+from controlplane.clock import SystemClock
+from controlplane.config import Settings
+from controlplane.errors import ConfigurationError, ControlPlaneError, RedisUnavailable
+from controlplane.redis_client import connect, redis_errors
+from controlplane.stack.children import Child, child_env
+from controlplane.stack.opa_server import opa_argv, opa_config, stage_bundle
+from controlplane.stack.redis_server import redis_argv
+from controlplane.tokens.roles import Role
+from controlplane.tokens.store import TOKEN_PREFIX, TokenStore
+
+START_TIMEOUT_SECONDS = 30.0
+DEMO_QUERY = {
+    "input": {
+        "identity": {"id": "agent:demo", "kind": "agent", "status": "active", "attributes": {}},
+        "request": {"action": "demo.echo", "resource": "demo", "args": {}},
+        "context": {},
+    }
+}
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
+OPA_TOKEN_FILE = "opa.token"  # noqa: S105 (a file name)
+
+
+class ChildExited(ControlPlaneError):
+    default_code = "child_exited"
+    title = "A component stopped"
+
+
+class _InterruptedError(Exception):
+    """Ctrl-C during start-up."""
+
+
+def check_port_free(host: str, port: int, what: str, setting: str) -> None:
+    """Raise `ConfigurationError` naming the port and the setting to change when it is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} ({what}) is already in use on {host}; "
+                    f"stop what holds it or set {setting}"
+                ) from exc
+            raise ConfigurationError(f"cannot bind {host}:{port} ({what}): {exc}") from exc
+
+
+def read_or_create_secret(path: Path, given: str | None) -> str:
+    """`given` if set, else the token kept in `path`, else a new one written there (mode 0600)."""
+    if given:
+        return given
+    if path.is_file():
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    write_secret(path, token)
+    return token
+
+
+def write_secret(path: Path, secret: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+
+
+class Stack:
+    def __init__(self, settings: Settings, stop: asyncio.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.state = settings.state_dir.resolve()
+        self.redis_url = settings.effective_redis_url
+        self.api_url = f"http://127.0.0.1:{settings.port}"
+        self.opa_url = f"http://127.0.0.1:{settings.opa_port}"
+        self.children: list[Child] = []
+
+    def preflight(self) -> tuple[str | None, Path]:
+        """Everything checkable before starting: binaries, ports, policy directory."""
+        s = self.settings
+        redis_bin = None
+        if s.redis_url is None:
+            redis_bin = shutil.which(s.redis_server_bin)
+            if redis_bin is None:
+                raise ConfigurationError(
+                    f"{s.redis_server_bin} not found on PATH; install it "
+                    "(apt-get install -y redis-server) or set CONTROLPLANE_REDIS_URL"
+                )
+            check_port_free("127.0.0.1", s.redis_port, "Redis", "CONTROLPLANE_REDIS_PORT")
+        opa_bin = s.resolve_opa_bin()
+        check_port_free("127.0.0.1", s.opa_port, "OPA", "CONTROLPLANE_OPA_PORT")
+        check_port_free(s.host, s.port, "control plane API", "CONTROLPLANE_PORT")
+        if not s.policy_dir.is_dir():
+            raise ConfigurationError(
+                f"policy directory {s.policy_dir} not found; run from the repository or set "
+                "CONTROLPLANE_POLICY_DIR"
+            )
+        if not (s.bundle_template_dir / ".manifest").is_file():
+            raise ConfigurationError(
+                f"bundle template {s.bundle_template_dir}/.manifest not found; "
+                "set CONTROLPLANE_BUNDLE_TEMPLATE_DIR"
+            )
+        return redis_bin, opa_bin
+
+    async def run(self) -> int:
+        redis_bin, opa_bin = self.preflight()
+        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        revision = stage_bundle(
+            self.settings.policy_dir, self.settings.bundle_template_dir, self.state / "bundles"
+        )
+        given = self.settings.admin_token
+        admin_token = read_or_create_secret(
+            self.state / ADMIN_TOKEN_FILE, given.get_secret_value() if given else None
+        )
+        try:
+            if redis_bin is not None:
+                data_dir = self.state / "redis"
+                data_dir.mkdir(mode=0o700, exist_ok=True)
+                argv = redis_argv(redis_bin, port=self.settings.redis_port, data_dir=data_dir)
+                redis = await self._start("redis", argv)
+                await self._wait(redis, "Redis to answer PING", self._redis_answers)
+            await self._register_opa_token()
+            config_file = self.state / "opa-config.json"
+            config = opa_config(
+                api_url=self.api_url, token_path=self.state / OPA_TOKEN_FILE, instance="dev"
+            )
+            config_file.write_text(jsontext.dumps(config).decode())
+            api = await self._start(
+                "api",
+                [sys.executable, "-m", "controlplane", "serve"],
+                env=child_env(
+                    CONTROLPLANE_REDIS_URL=self.redis_url,
+                    CONTROLPLANE_OPA_URL=self.opa_url,
+                    CONTROLPLANE_ADMIN_TOKEN=admin_token,
+                ),
+            )
+            await self._wait(
+                api, "the API to answer /healthz", self._http_ok(f"{self.api_url}/healthz")
+            )
+            opa = await self._start(
+                "opa",
+                opa_argv(opa_bin, port=self.settings.opa_port, config_file=config_file),
+                cwd=self.state / "bundles",
+            )
+            await self._wait(
+                opa, "OPA to activate its bundle", self._http_ok(f"{self.opa_url}/health?bundles")
+            )
+            await self._wait(api, "the API to be ready", self._http_ok(f"{self.api_url}/readyz"))
+            self._banner(admin_token, revision)
+            return await self._supervise()
+        except _InterruptedError:
+            print("controlplane up: interrupted during start-up; stopping", file=sys.stderr)
+            return 130
+        finally:
+            await self._stop_all()
+
+    async def _start(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Child:
+        child = Child(name, argv, env=env, cwd=cwd)
+        await child.start()
+        self.children.append(child)
+        return child
+
+    async def _wait(self, child: Child, what: str, ready: Callable[[], Awaitable[bool]]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.stop.is_set():
+                raise _InterruptedError
+            if child.returncode is not None:
+                raise ChildExited(
+                    f"{child.name} exited with code {child.returncode} while waiting for {what}; "
+                    "see its log above"
+                )
+            if await ready():
+                return
+            await asyncio.sleep(0.1)
+        raise ChildExited(f"gave up after {START_TIMEOUT_SECONDS:.0f} s waiting for {what}")
+
+    async def _redis_answers(self) -> bool:
+        client = connect(self.redis_url, timeout_seconds=0.5)
+        try:
+            with redis_errors("waiting for Redis"):
+                return bool(await client.ping())
+        except RedisUnavailable:
+            return False
+        finally:
+            await client.aclose()
+
+    def _http_ok(self, url: str) -> Callable[[], Awaitable[bool]]:
+        async def probe() -> bool:
+            try:
+                async with httpx.AsyncClient(timeout=1.0) as client:
+                    return (await client.get(url)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        return probe
+
+    async def _register_opa_token(self) -> None:
+        """Register the token OPA presents on `/v1/logs` (kept in the state directory)."""
+        path = self.state / OPA_TOKEN_FILE
+        token = read_or_create_secret(path, None)
+        client = connect(self.redis_url, timeout_seconds=self.settings.redis_timeout_seconds)
+        try:
+            store = TokenStore(
+                client, SystemClock(), cache_seconds=0, cache_entries=1, bootstrap_admin_token=None
+            )
+            record = await store.ensure(token, Role.OPA, "opa (controlplane up)")
+            if record.revoked_at is not None or record.role is not Role.OPA:
+                # Someone revoked the dev OPA's token: mint a fresh one rather than fail.
+                token, _ = await store.create(Role.OPA, "opa (controlplane up)")
+                write_secret(path, token)
+        finally:
+            await client.aclose()
+
+    async def _supervise(self) -> int:
+        waiters = {asyncio.create_task(child.wait()): child for child in self.children}
+        stopper = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait({stopper, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopper, *waiters):
+            if task not in done:
+                task.cancel()
+        if stopper in done:
+            print("controlplane up: stopping", file=sys.stderr)
+            return 0
+        crashed = waiters[next(task for task in done if task is not stopper)]
+        print(
+            f"controlplane up: {crashed.name} exited unexpectedly (exit code "
+            f"{crashed.returncode}); stopping the others",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def _stop_all(self) -> None:
+        # Reverse start order would stop the API before OPA has flushed its logs; stop OPA first.
+        order = sorted(self.children, key=lambda c: {"opa": 0, "api": 1, "redis": 2}[c.name])
+        for child in order:
+            await child.stop()
+
+    def _banner(self, admin_token: str, revision: str) -> None:
+        s = self.settings
+        redis_note = "" if s.redis_url else f"  (data in {self.state / 'redis'})"
+        print(
+            f"""
+controlplane is up
+  API          {self.api_url}   (OpenAPI: {self.api_url}/docs)
+  OPA          {self.opa_url}   (bundle governance, revision {revision[:12]})
+  Redis        {self.redis_url}{redis_note}
+  admin token  {admin_token}
+
+Try a decision:
+  curl -s {self.api_url}/v1/data/governance/execution/decision \\
+    -H "Authorization: Bearer {admin_token}" -H 'Content-Type: application/json' \\
+    -d '{jsontext.dumps(DEMO_QUERY).decode()}'
+
+Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+
+
+async def up(settings: Settings) -> int:
+    """Run the stack until Ctrl-C (exit 0) or until a component dies (exit 1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await Stack(settings, stop).run()
