@@ -11,8 +11,12 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from controlplane import __version__
 from controlplane.api import problems
@@ -21,6 +25,16 @@ from controlplane.api.routes import data, health, logs, tokens
 from controlplane.config import Settings
 from controlplane.observability.metrics import Metrics
 from controlplane.wiring import open_services
+
+
+class _LeanRoute(Route):
+    """A Starlette route that, like FastAPI's, names itself in the scope (for metrics labels)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,6 +64,18 @@ def create_app(settings: Settings) -> FastAPI:
         body_limits={"/v1/logs": settings.max_log_body_bytes},
         access_log=settings.access_log,
     )
+    app.router.routes.append(_LeanRoute(data.DECIDE_PATH, data.decide, methods=["POST"]))
     for router in (health.router, data.router, logs.router, tokens.router):
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema["paths"] = {**data.OPENAPI_PATH, **schema["paths"]}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

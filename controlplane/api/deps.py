@@ -21,7 +21,7 @@ from controlplane.wiring import Services
 _bearer = HTTPBearer(auto_error=False, description="A control plane token: `Bearer cp_...`")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -29,25 +29,41 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def authenticate(
+    services: Services, authorization: str | None, roles: tuple[Role, ...]
+) -> Principal:
+    """The caller of a request with this `Authorization` header, if its role is one of `roles`.
+
+    Raises `NotAuthenticated` (401), `PermissionDenied` (403) or `RedisUnavailable` (503).
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("send a bearer token: Authorization: Bearer <token>")
+    principal = await services.tokens.authenticate(token.strip())
+    if principal.role not in roles:
+        allowed = ", ".join(role.value for role in roles)
+        raise PermissionDenied(f"this route needs a token with role {allowed}")
+    return principal
+
+
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a bearer token carrying one of `roles` (401/403 otherwise)."""
 
     async def caller(
+        request: Request,
         services: ServicesDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise NotAuthenticated("send a bearer token: Authorization: Bearer <token>")
-        principal = await services.tokens.authenticate(credentials.credentials)
-        if principal.role not in roles:
-            allowed = ", ".join(role.value for role in roles)
-            raise PermissionDenied(f"this route needs a token with role {allowed}")
-        return principal
+        # HTTPBearer is declared only so that OpenAPI shows the scheme; the header is read here.
+        return await authenticate(services, request.headers.get("authorization"), roles)
 
-    caller.roles = roles  # type: ignore[attr-defined]
     return caller
 
 
+DECISION_ROLES = (Role.SERVICE, Role.ADMIN)
+# OpenAPI security requirement for routes that authenticate in their body (the hot path).
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+
 AdminCaller = Annotated[Principal, Depends(require(Role.ADMIN))]
-DecisionCaller = Annotated[Principal, Depends(require(Role.SERVICE, Role.ADMIN))]
+DecisionCaller = Annotated[Principal, Depends(require(*DECISION_ROLES))]
 OpaCaller = Annotated[Principal, Depends(require(Role.OPA))]

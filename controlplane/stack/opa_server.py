@@ -22,7 +22,7 @@ DECISION_LOG_REPORTING = {
     "max_delay_seconds": 1,
     "buffer_type": "size",
     "buffer_size_limit_bytes": 64 * 1024 * 1024,
-    "upload_size_limit_bytes": 256 * 1024,
+    "upload_size_limit_bytes": 1024 * 1024,
 }
 
 

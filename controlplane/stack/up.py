@@ -26,6 +26,7 @@ import httpx
 from controlplane import jsontext
 from controlplane.clock import SystemClock
 from controlplane.config import Settings
+from controlplane.decisions.demo import DEMO_INPUT
 from controlplane.errors import ConfigurationError, ControlPlaneError, RedisUnavailable
 from controlplane.redis_client import connect, redis_errors
 from controlplane.stack.children import Child, child_env
@@ -35,13 +36,7 @@ from controlplane.tokens.roles import Role
 from controlplane.tokens.store import TOKEN_PREFIX, TokenStore
 
 START_TIMEOUT_SECONDS = 30.0
-DEMO_QUERY = {
-    "input": {
-        "identity": {"id": "agent:demo", "kind": "agent", "status": "active", "attributes": {}},
-        "request": {"action": "demo.echo", "resource": "demo", "args": {}},
-        "context": {},
-    }
-}
+
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
 OPA_TOKEN_FILE = "opa.token"  # noqa: S105 (a file name)
 
@@ -281,7 +276,7 @@ controlplane is up
 Try a decision:
   curl -s {self.api_url}/v1/data/governance/execution/decision \\
     -H "Authorization: Bearer {admin_token}" -H 'Content-Type: application/json' \\
-    -d '{jsontext.dumps(DEMO_QUERY).decode()}'
+    -d '{jsontext.dumps({"input": DEMO_INPUT}).decode()}'
 
 Ctrl-C stops everything.
 """,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from controlplane.decisions.demo import DEMO_INPUT
 from controlplane.ledger.decision_logs import STREAM_KEY
 from controlplane.tokens.roles import Role
 from tests.support.processes import (
@@ -21,11 +22,6 @@ from tests.support.processes import (
     free_port,
 )
 
-DEMO_INPUT = {
-    "identity": {"id": "agent:demo", "kind": "agent", "status": "active", "attributes": {}},
-    "request": {"action": "demo.echo", "resource": "demo", "args": {}},
-    "context": {},
-}
 DECISION_PATH = "/v1/data/governance/execution/decision"
 
 
