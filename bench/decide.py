@@ -172,7 +172,16 @@ def median_run(runs: list[Run]) -> Run:
 def bench_workers(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     factory = StackFactory(workdir / f"w{workers}")
     try:
-        stack = factory.stack(WORKERS=str(workers), ACCESS_LOG="false", LOG_LEVEL="warning")
+        # Production defaults, not the test fixtures' short timeouts; no access log (it would
+        # measure stderr rather than decisions).
+        stack = factory.stack(
+            WORKERS=str(workers),
+            ACCESS_LOG="false",
+            LOG_LEVEL="warning",
+            OPA_DECISION_TIMEOUT_SECONDS="1.0",
+            REDIS_TIMEOUT_SECONDS="1.0",
+            TOKEN_CACHE_SECONDS="2.0",  # noqa: S106 (a duration, not a secret)
+        )
         token = stack.token(Role.SERVICE)
         body = json.dumps({"input": DEMO_INPUT}).encode()
         body_file = workdir / "body.json"

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
 
 from controlplane.errors import InvalidInput
 
-# 2**63 has 19 digits: a shorter run of digits is always an integer orjson holds exactly.
-_LONG_DIGIT_RUN = re.compile(rb"\d{19}")
+# 2**63 has 19 digits: a shorter run of digits is always an integer orjson holds exactly. Mapping
+# every digit to "0" and everything else to " " and then searching for 19 zeros measured ~1 ns per
+# byte, against ~12 for the regular expression \d{19} (which cost more than the parse itself).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def loads(text: bytes) -> Any:
     """Parse JSON text (RFC 8259). Raises `InvalidInput` when it is not JSON."""
-    if _LONG_DIGIT_RUN.search(text) is None:
+    if text.translate(_DIGITS_AS_ZEROS).find(_LONG_DIGIT_RUN) < 0:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError as exc:

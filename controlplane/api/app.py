@@ -55,6 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # FastAPI's built-in OpenTelemetry hooks look up three providers (and the environment) on
+        # every request even when nothing is configured; metrics are Prometheus here.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     problems.install(app)
     app.add_middleware(

@@ -9,9 +9,9 @@ reading the body, and a chunked body is read only up to the limit (DESIGN.md §2
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,7 +48,7 @@ class RequestContextMiddleware:
             return
         headers = dict(scope["headers"])
         offered = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -77,7 +77,7 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self._metrics.http_requests.labels(scope["method"], template, str(status)).inc()
+            self._metrics.http_request(scope["method"], template, status).inc()
             if self._access_log:
                 access.info(
                     "%s %s %s",

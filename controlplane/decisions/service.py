@@ -131,7 +131,7 @@ class DecisionService:
         else:
             decision = self._judge(path, shape, outcome.body, with_provenance, with_metrics)
         self._metrics.decision_seconds.observe(time.perf_counter() - started)
-        self._metrics.decisions.labels(
+        self._metrics.decision(
             "allow" if decision.allowed else "deny",
             decision.reason.value if decision.reason else "",
         ).inc()

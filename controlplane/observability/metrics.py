@@ -32,6 +32,7 @@ _DECISION_BUCKETS = (
 )
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,47}")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+CounterChild = Counter
 
 
 def bounded_label(value: str | None) -> str:
@@ -78,6 +79,24 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        # Label values are bounded (see the module docstring), so these caches are too.
+        self._decision_children: dict[tuple[str, str], CounterChild] = {}
+        self._http_children: dict[tuple[str, str, int], CounterChild] = {}
+
+    def decision(self, outcome: str, reason: str) -> CounterChild:
+        """The decision counter for these labels (children are cached: labels() is not free)."""
+        key = (outcome, reason)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.decisions.labels(outcome, reason)
+        return child
+
+    def http_request(self, method: str, route: str, status: int) -> CounterChild:
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_requests.labels(method, route, str(status))
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
