@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+import os
 import signal
 import socket
 import sys
+import tempfile
 from types import FrameType
 
 import uvicorn
@@ -20,6 +22,7 @@ from controlplane.api.app import create_app
 from controlplane.config import Settings
 from controlplane.errors import ConfigurationError
 from controlplane.observability import jsonlog
+from controlplane.observability.metrics import MULTIPROCESS_ENV
 
 _BACKLOG = 2048
 
@@ -68,6 +71,13 @@ def serve(settings: Settings) -> int:
         return 0
     # Fail early and clearly if the port is taken by something that is not one of our workers.
     listen(settings.host, settings.port, reuse_port=True).close()
+    with tempfile.TemporaryDirectory(prefix="controlplane-metrics-") as shared_metrics:
+        # prometheus_client's multiprocess switch, read when a worker first imports it.
+        os.environ[MULTIPROCESS_ENV] = shared_metrics
+        return _run_workers(settings)
+
+
+def _run_workers(settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=run_worker, args=(settings,), kwargs={"reuse_port": True})

@@ -3,14 +3,22 @@
 Label values are bounded: reasons come from `reasons.DenyReason`, routes are route templates, and
 OPA's error codes are squeezed through `bounded_label` so that a strange upstream cannot blow up the
 number of series.
+
+With several worker processes (`CONTROLPLANE_WORKERS`), `api/server.py` sets prometheus_client's
+own switch, `PROMETHEUS_MULTIPROC_DIR`, before the workers start; each worker then keeps its values
+in that directory and `/metrics`, whichever worker answers, sums all of them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Decisions take well under a millisecond when all is well and up to the OPA timeout when not.
 _DECISION_BUCKETS = (
@@ -99,4 +107,9 @@ class Metrics:
         return child
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get(MULTIPROCESS_ENV)
+        if shared is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=shared)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +45,19 @@ def test_openapi_describes_the_decision_endpoint(stack: Stack) -> None:
     spec = httpx.get(f"{stack.api.url}/openapi.json").json()
     assert "/v1/data/{path}" in spec["paths"]
     assert "/v1/logs" in spec["paths"]
+
+
+def test_workers_share_one_metrics_view(factory: StackFactory) -> None:
+    """With two SO_REUSEPORT workers, every scrape counts the decisions of both."""
+    stack = factory.stack(WORKERS="2")
+    for _ in range(20):
+        with stack.client() as client:  # a new connection each time, so both workers serve
+            assert stack.decide(client).json()["result"]["allow"] is True
+    for _ in range(6):
+        text = httpx.get(f"{stack.api.url}/metrics").text
+        (line,) = [
+            ln
+            for ln in text.splitlines()
+            if ln.startswith('controlplane_decisions_total{outcome="allow",reason=""}')
+        ]
+        assert float(line.rsplit(" ", 1)[1]) == 20.0
