@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 
 from controlplane import jsontext
-from controlplane.clock import SystemClock
 from controlplane.config import Settings
 from controlplane.decisions.demo import DEMO_INPUT
 from controlplane.errors import ConfigurationError, ControlPlaneError, RedisUnavailable
@@ -33,7 +32,8 @@ from controlplane.stack.children import Child, child_env
 from controlplane.stack.opa_server import opa_argv, opa_config, stage_bundle
 from controlplane.stack.redis_server import redis_argv
 from controlplane.tokens.roles import Role
-from controlplane.tokens.store import TOKEN_PREFIX, TokenStore
+from controlplane.tokens.store import TOKEN_PREFIX
+from controlplane.wiring import open_services
 
 START_TIMEOUT_SECONDS = 30.0
 
@@ -105,7 +105,14 @@ class Stack:
                     f"{s.redis_server_bin} not found on PATH; install it "
                     "(apt-get install -y redis-server) or set CONTROLPLANE_REDIS_URL"
                 )
-            check_port_free("127.0.0.1", s.redis_port, "Redis", "CONTROLPLANE_REDIS_PORT")
+            # Debian starts a system Redis on 6379 when the package is installed with systemd.
+            check_port_free(
+                "127.0.0.1",
+                s.redis_port,
+                "Redis",
+                "CONTROLPLANE_REDIS_PORT (or use that Redis: "
+                f"CONTROLPLANE_REDIS_URL=redis://127.0.0.1:{s.redis_port}/0)",
+            )
         opa_bin = s.resolve_opa_bin()
         check_port_free("127.0.0.1", s.opa_port, "OPA", "CONTROLPLANE_OPA_PORT")
         check_port_free(s.host, s.port, "control plane API", "CONTROLPLANE_PORT")
@@ -225,18 +232,13 @@ class Stack:
         """Register the token OPA presents on `/v1/logs` (kept in the state directory)."""
         path = self.state / OPA_TOKEN_FILE
         token = read_or_create_secret(path, None)
-        client = connect(self.redis_url, timeout_seconds=self.settings.redis_timeout_seconds)
-        try:
-            store = TokenStore(
-                client, SystemClock(), cache_seconds=0, cache_entries=1, bootstrap_admin_token=None
-            )
-            record = await store.ensure(token, Role.OPA, "opa (controlplane up)")
+        settings = self.settings.model_copy(update={"redis_url": self.redis_url})
+        async with open_services(settings) as services:
+            record = await services.tokens.ensure(token, Role.OPA, "opa (controlplane up)")
             if record.revoked_at is not None or record.role is not Role.OPA:
                 # Someone revoked the dev OPA's token: mint a fresh one rather than fail.
-                token, _ = await store.create(Role.OPA, "opa (controlplane up)")
+                token, _ = await services.tokens.create(Role.OPA, "opa (controlplane up)")
                 write_secret(path, token)
-        finally:
-            await client.aclose()
 
     async def _supervise(self) -> int:
         waiters = {asyncio.create_task(child.wait()): child for child in self.children}
