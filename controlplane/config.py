@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     # Decisions: only paths under these roots are served by POST /v1/data/{path}.
     decision_roots: tuple[str, ...] = ("governance",)
 
+    # Execution requests (DESIGN.md §5): lifetime cap and tolerated clock skew.
+    request_max_lifetime_seconds: Annotated[int, Field(ge=1, le=600)] = 60
+    clock_skew_seconds: Annotated[int, Field(ge=0, le=60)] = 5
+    max_request_bytes: Annotated[int, Field(ge=1024, le=1 * MiB)] = 64 * 1024
+
+    # Grants: lifetime, and the passphrase that encrypts signing keys at rest (never logged).
+    grant_lifetime_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    key_passphrase: SecretStr | None = None
+    key_passphrase_file: Path | None = None
+    grant_key_file: Path | None = None
+    grant_record_retention_seconds: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
+
     # Credentials. The admin token bootstraps everything else; it is held only as a digest.
     admin_token: SecretStr | None = None
     token_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
@@ -91,6 +103,26 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def resolve_key_passphrase(self) -> bytes:
+        """The passphrase that encrypts signing keys: the setting, else the file's first line."""
+        if self.key_passphrase is not None:
+            secret = self.key_passphrase.get_secret_value()
+        elif self.key_passphrase_file is not None:
+            try:
+                secret = self.key_passphrase_file.read_text().splitlines()[0]
+            except (OSError, IndexError) as exc:
+                raise ConfigurationError(
+                    f"cannot read the key passphrase from {self.key_passphrase_file}"
+                ) from exc
+        else:
+            raise ConfigurationError(
+                "signing keys are kept encrypted: set CONTROLPLANE_KEY_PASSPHRASE or "
+                "CONTROLPLANE_KEY_PASSPHRASE_FILE"
+            )
+        if len(secret) < 12:
+            raise ConfigurationError("the key passphrase must be at least 12 characters")
+        return secret.encode()
 
     def resolve_opa_bin(self) -> Path:
         """The OPA binary to run: `CONTROLPLANE_OPA_BIN`, else the pinned build in the cache."""

@@ -31,6 +31,13 @@ class InvalidInput(ControlPlaneError):
     title = "Invalid input"
 
 
+class InvalidEntity(InvalidInput):
+    """Well-formed input whose content is not acceptable (an identity id, a JWK, attributes)."""
+
+    default_code = "invalid_entity"
+    title = "Unprocessable content"
+
+
 class UnsupportedMediaType(InvalidInput):
     """The body is not in a content type this endpoint accepts."""
 

@@ -23,8 +23,10 @@ _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256)
 _LONG_DIGIT_RUN = b"0" * 19
 
 
-def loads(text: bytes) -> Any:
+def loads(text: bytes | str) -> Any:
     """Parse JSON text (RFC 8259). Raises `InvalidInput` when it is not JSON."""
+    if isinstance(text, str):
+        text = text.encode()
     if text.translate(_DIGITS_AS_ZEROS).find(_LONG_DIGIT_RUN) < 0:
         try:
             return orjson.loads(text)

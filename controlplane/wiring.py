@@ -7,6 +7,7 @@ the event loop that uses them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,12 +16,23 @@ from redis.asyncio import Redis
 
 from controlplane.clock import Clock, SystemClock
 from controlplane.config import Settings
+from controlplane.decisions.authorize import AuthorizeService
 from controlplane.decisions.opa_client import OpaDecisionClient
 from controlplane.decisions.service import DecisionService
+from controlplane.errors import ConfigurationError, RedisUnavailable
+from controlplane.grants.consumption import ConsumptionService
+from controlplane.grants.issue import GrantIssuer
+from controlplane.grants.keys import KeyRing
+from controlplane.grants.registry import GrantRegistry
+from controlplane.identities.store import IdentityStore
 from controlplane.ledger.decision_logs import DecisionLogStore
+from controlplane.ledger.evidence import EvidenceLog
 from controlplane.observability.metrics import Metrics
 from controlplane.redis_client import connect
+from controlplane.requests.verify import RequestVerifier
 from controlplane.tokens.store import TokenStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +45,12 @@ class Services:
     tokens: TokenStore
     decisions: DecisionService
     decision_logs: DecisionLogStore
+    evidence: EvidenceLog
+    identities: IdentityStore
+    grant_keys: KeyRing
+    grants: GrantRegistry
+    authorize: AuthorizeService
+    consumption: ConsumptionService
 
 
 @asynccontextmanager
@@ -50,6 +68,32 @@ async def open_services(
         max_connections=settings.opa_max_connections,
     )
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    decisions = DecisionService(opa, metrics, settings.decision_roots)
+    evidence = EvidenceLog(redis, clock)
+    identities = IdentityStore(redis, clock)
+    grants = GrantRegistry(redis, retention_seconds=settings.grant_record_retention_seconds)
+    grant_keys = KeyRing(
+        redis,
+        clock,
+        passphrase=settings.resolve_key_passphrase(),
+        grant_lifetime_seconds=settings.grant_lifetime_seconds,
+        clock_skew_seconds=settings.clock_skew_seconds,
+    )
+    verifier = RequestVerifier(
+        identities,
+        grants,
+        redis,
+        clock,
+        audience=settings.public_url,
+        max_lifetime_seconds=settings.request_max_lifetime_seconds,
+        skew_seconds=settings.clock_skew_seconds,
+    )
+    issuer = GrantIssuer(
+        grant_keys,
+        clock,
+        issuer=settings.public_url,
+        lifetime_seconds=settings.grant_lifetime_seconds,
+    )
     services = Services(
         settings=settings,
         clock=clock,
@@ -63,17 +107,47 @@ async def open_services(
             cache_entries=settings.token_cache_entries,
             bootstrap_admin_token=admin,
         ),
-        decisions=DecisionService(opa, metrics, settings.decision_roots),
+        decisions=decisions,
         decision_logs=DecisionLogStore(
             redis,
             metrics,
             dedupe_seconds=settings.decision_log_dedupe_seconds,
             max_entries=settings.decision_log_max_entries,
         ),
+        evidence=evidence,
+        identities=identities,
+        grant_keys=grant_keys,
+        grants=grants,
+        authorize=AuthorizeService(
+            verifier=verifier,
+            decisions=decisions,
+            issuer=issuer,
+            grants=grants,
+            evidence=evidence,
+            metrics=metrics,
+        ),
+        consumption=ConsumptionService(
+            grants, identities, evidence, clock, skew_seconds=settings.clock_skew_seconds
+        ),
     )
+    try:
+        await grant_keys.start(_read_import(settings))
+    except RedisUnavailable as exc:
+        # Serve anyway (health, readiness say why); the ring loads on first use once Redis is back.
+        log.warning("grant signing keys not loaded yet: %s", exc.detail)
     await opa.open()
     try:
         yield services
     finally:
         await opa.close()
         await redis.aclose()
+
+
+def _read_import(settings: Settings) -> str | None:
+    """The encrypted key of `CONTROLPLANE_GRANT_KEY_FILE`, to import into the ring at start."""
+    if settings.grant_key_file is None:
+        return None
+    try:
+        return settings.grant_key_file.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {settings.grant_key_file}: {exc}") from exc

@@ -24,7 +24,16 @@ from starlette.types import Scope
 from controlplane import __version__
 from controlplane.api import problems
 from controlplane.api.middleware import RequestContextMiddleware
-from controlplane.api.routes import data, health, logs, tokens
+from controlplane.api.routes import (
+    authorize,
+    data,
+    discovery,
+    grants,
+    health,
+    identities,
+    logs,
+    tokens,
+)
 from controlplane.config import Settings
 from controlplane.observability.metrics import Metrics
 from controlplane.wiring import open_services
@@ -70,11 +79,23 @@ def create_app(settings: Settings) -> FastAPI:
         RequestContextMiddleware,
         metrics=metrics,
         default_body_limit=settings.max_body_bytes,
-        body_limits={"/v1/logs": settings.max_log_body_bytes},
+        body_limits={
+            "/v1/logs": settings.max_log_body_bytes,
+            "/v1/authorize": settings.max_request_bytes,
+        },
         access_log=settings.access_log,
     )
     app.router.routes.append(_LeanRoute(data.DECIDE_PATH, data.decide, methods=["POST"]))
-    for router in (health.router, data.router, logs.router, tokens.router):
+    for router in (
+        health.router,
+        discovery.router,
+        authorize.router,
+        data.router,
+        grants.router,
+        identities.router,
+        logs.router,
+        tokens.router,
+    ):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

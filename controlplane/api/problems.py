@@ -20,6 +20,7 @@ from controlplane import jsontext
 from controlplane.errors import (
     Conflict,
     ControlPlaneError,
+    InvalidEntity,
     InvalidInput,
     NotAuthenticated,
     NotFound,
@@ -35,6 +36,7 @@ TYPE_PREFIX = "urn:problem-type:controlplane:"
 
 # Most specific first: the first class in an error's MRO found here gives the status.
 _STATUS: dict[type[ControlPlaneError], int] = {
+    InvalidEntity: 422,
     UnsupportedMediaType: 415,
     TooLarge: 413,
     InvalidInput: 400,

@@ -22,12 +22,11 @@ from redis.asyncio import Redis
 
 from controlplane import jsontext
 from controlplane.errors import InvalidInput, TooLarge, Unavailable, UnsupportedMediaType
+from controlplane.ledger.evidence import STREAM_KEY
 from controlplane.observability.metrics import Metrics
 from controlplane.redis_client import redis_errors
 
-# One hash tag for every key of the stream, so that the script's keys share a Redis Cluster slot.
-STREAM_KEY = "{cp:decision-logs}:events"
-SEEN_PREFIX = "{cp:decision-logs}:seen:"
+SEEN_PREFIX = "{cp:evidence}:seen:"  # same hash tag as the stream: one Cluster slot
 MAX_DECISION_ID_LENGTH = 256
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -40,7 +39,8 @@ local appended = 0
 for i = 0, n - 1 do
   local id = ARGV[4 + 2 * i]
   if redis.call('SET', ARGV[3] .. id, '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('XADD', KEYS[1], '*', 'decision_id', id, 'event', ARGV[5 + 2 * i])
+    redis.call('XADD', KEYS[1], '*', 'kind', 'opa.decision', 'decision_id', id,
+               'record', ARGV[5 + 2 * i])
     appended = appended + 1
   end
 end
@@ -123,7 +123,11 @@ def _event(position: int, event: object) -> LogEvent:
 
 
 class DecisionLogStore:
-    """The append-only stream of OPA decision-log events, deduplicated on `decision_id`."""
+    """OPA's decision-log events in the evidence stream, deduplicated on `decision_id`.
+
+    Events are stored as OPA sent them (re-encoded compactly), not wrapped in a versioned record:
+    turning them into `opa.decision` ledger records is issue #5's migration.
+    """
 
     def __init__(
         self, redis: Redis, metrics: Metrics, *, dedupe_seconds: int, max_entries: int

@@ -81,6 +81,12 @@ class Metrics:
             "OPA decision-log events dropped as re-sent duplicates of a stored decision_id.",
             registry=self.registry,
         )
+        self.authorizations = Counter(
+            "controlplane_authorizations_total",
+            "Answers of /v1/authorize, by decision (allow, deny) and first reason.",
+            ["decision", "reason"],
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "controlplane_http_requests_total",
             "HTTP requests answered, by method, route template and status code.",
@@ -89,6 +95,7 @@ class Metrics:
         )
         # Label values are bounded (see the module docstring), so these caches are too.
         self._decision_children: dict[tuple[str, str], CounterChild] = {}
+        self._authorization_children: dict[tuple[str, str], CounterChild] = {}
         self._http_children: dict[tuple[str, str, int], CounterChild] = {}
 
     def decision(self, outcome: str, reason: str) -> CounterChild:
@@ -97,6 +104,13 @@ class Metrics:
         child = self._decision_children.get(key)
         if child is None:
             child = self._decision_children[key] = self.decisions.labels(outcome, reason)
+        return child
+
+    def authorization(self, decision: str, reason: str) -> CounterChild:
+        key = (decision, reason)
+        child = self._authorization_children.get(key)
+        if child is None:
+            child = self._authorization_children[key] = self.authorizations.labels(decision, reason)
         return child
 
     def http_request(self, method: str, route: str, status: int) -> CounterChild:

@@ -39,6 +39,7 @@ START_TIMEOUT_SECONDS = 30.0
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
 OPA_TOKEN_FILE = "opa.token"  # noqa: S105 (a file name)
+KEY_PASSPHRASE_FILE = "key-passphrase"  # noqa: S105 (a file name)
 
 
 class ChildExited(ControlPlaneError):
@@ -138,6 +139,15 @@ class Stack:
         admin_token = read_or_create_secret(
             self.state / ADMIN_TOKEN_FILE, given.get_secret_value() if given else None
         )
+        # The passphrase that encrypts the grant signing keys: yours if set, else one kept here.
+        key_passphrase: dict[str, str] = {}
+        if self.settings.key_passphrase is None and self.settings.key_passphrase_file is None:
+            passphrase_file = self.state / KEY_PASSPHRASE_FILE
+            read_or_create_secret(passphrase_file, None)
+            key_passphrase["CONTROLPLANE_KEY_PASSPHRASE_FILE"] = str(passphrase_file)
+            self.settings = self.settings.model_copy(
+                update={"key_passphrase_file": passphrase_file}
+            )
         try:
             if redis_bin is not None:
                 data_dir = self.state / "redis"
@@ -158,6 +168,7 @@ class Stack:
                     CONTROLPLANE_REDIS_URL=self.redis_url,
                     CONTROLPLANE_OPA_URL=self.opa_url,
                     CONTROLPLANE_ADMIN_TOKEN=admin_token,
+                    **key_passphrase,
                 ),
             )
             await self._wait(

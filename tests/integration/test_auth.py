@@ -20,6 +20,9 @@ from tests.support.stack import DEMO_INPUT, Stack
 pytestmark = pytest.mark.integration
 
 PUBLIC = {
+    ("GET", "/.well-known/controlplane"),
+    ("GET", "/.well-known/jwks.json"),
+    ("POST", "/v1/authorize"),  # the signed execution request is the credential
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -35,8 +38,27 @@ PROTECTED = {
     ("POST", "/v1/tokens"): {Role.ADMIN},
     ("GET", "/v1/tokens"): {Role.ADMIN},
     ("POST", "/v1/tokens/{token_id}/revoke"): {Role.ADMIN},
+    ("POST", "/v1/identities"): {Role.ADMIN},
+    ("GET", "/v1/identities"): {Role.ADMIN},
+    ("GET", "/v1/identities/{identity_id}"): {Role.ADMIN},
+    ("PATCH", "/v1/identities/{identity_id}"): {Role.ADMIN},
+    ("POST", "/v1/identities/{identity_id}/suspend"): {Role.ADMIN},
+    ("POST", "/v1/identities/{identity_id}/reactivate"): {Role.ADMIN},
+    ("POST", "/v1/identities/{identity_id}/revoke"): {Role.ADMIN},
+    ("POST", "/v1/identities/{identity_id}/keys"): {Role.ADMIN},
+    ("POST", "/v1/identities/{identity_id}/keys/{kid}/revoke"): {Role.ADMIN},
+    ("POST", "/v1/grants/{jti}/consume"): {Role.EXECUTOR, Role.SERVICE, Role.ADMIN},
+    ("POST", "/v1/grants/{jti}/outcome"): {Role.EXECUTOR, Role.SERVICE, Role.ADMIN},
+    ("GET", "/v1/grants/{jti}"): {Role.AUDITOR, Role.ADMIN},
+    ("POST", "/v1/grant-keys/rotate"): {Role.ADMIN},
 }
-SAMPLE_PARAMS = {"path": "governance/execution/decision", "token_id": "0000000000000000"}
+SAMPLE_PARAMS = {
+    "path": "governance/execution/decision",
+    "token_id": "0000000000000000",
+    "identity_id": "agent:nobody-here",
+    "kid": "k1",
+    "jti": "00000000-0000-0000-0000-000000000000",
+}
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -88,7 +110,10 @@ def test_protected_route_refuses_missing_wrong_and_other_roles(
 @pytest.mark.parametrize(("method", "path"), sorted(PUBLIC))
 def test_public_routes_need_no_token(stack: Stack, method: str, path: str) -> None:
     response = httpx.request(method, stack.api.url + path, timeout=10)
-    assert response.status_code == 200
+    if method == "GET":
+        assert response.status_code == 200
+    else:  # /v1/authorize: the missing signed request is the problem, not a missing token
+        assert response.status_code == 415
 
 
 def test_token_lifecycle(stack: Stack) -> None:

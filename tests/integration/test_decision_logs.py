@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from controlplane.ledger.decision_logs import STREAM_KEY
+from controlplane.ledger.evidence import STREAM_KEY
 from controlplane.tokens.roles import Role
 from tests.support.processes import wait_until
 from tests.support.stack import Stack, StackFactory, stream_counts

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE_TEMPLATE = REPO / "bundles" / "governance"
 POLICY_DIR = REPO / "rego"
 OPA_BIN = Path(os.environ.get("CONTROLPLANE_OPA_BIN") or DEFAULT_OPA_CACHE)
+KEY_PASSPHRASE = "test passphrase for grant keys"
 
 
 def free_port() -> int:
@@ -201,6 +202,8 @@ class ApiServer(Process):
             "CONTROLPLANE_OPA_DECISION_TIMEOUT_SECONDS": "0.5",
             "CONTROLPLANE_REDIS_TIMEOUT_SECONDS": "0.5",
             "CONTROLPLANE_TOKEN_CACHE_SECONDS": "0.2",
+            "CONTROLPLANE_KEY_PASSPHRASE": KEY_PASSPHRASE,
+            "CONTROLPLANE_PUBLIC_URL": self.url,
         }
         env.update({f"CONTROLPLANE_{k.upper()}": v for k, v in settings.items()})
         super().__init__(

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from controlplane.decisions.demo import DEMO_INPUT
-from controlplane.ledger.decision_logs import STREAM_KEY
+from controlplane.ledger.evidence import STREAM_KEY
 from controlplane.tokens.roles import Role
 from tests.support.processes import (
     POLICY_DIR,
@@ -113,7 +113,7 @@ class StackFactory:
 
 
 def stream_counts(redis: RedisServer, decision_ids: Iterable[str]) -> Counter[str]:
-    """How often each of `decision_ids` appears in the decision-log stream."""
+    """How often each of `decision_ids` appears as an OPA decision in the evidence stream."""
     wanted = set(decision_ids)
     counts: Counter[str] = Counter()
     with redis.client() as client:
@@ -123,6 +123,8 @@ def stream_counts(redis: RedisServer, decision_ids: Iterable[str]) -> Counter[st
             if not batch:
                 return counts
             for _entry_id, fields in batch:
+                if fields[b"kind"] != b"opa.decision":
+                    continue
                 decision_id = fields[b"decision_id"].decode()
                 if decision_id in wanted:
                     counts[decision_id] += 1

@@ -22,7 +22,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Redis answers and OPA is ready (bundles activated, plugins OK)")
 async def readyz(request: Request, services: ServicesDep) -> Response:
-    report = await check_readiness(services.redis, services.opa)
+    report = await check_readiness(services.redis, services.opa, services.grant_keys)
     if report.ready:
         return JSONResponse({"status": "ready", "checks": report.checks})
     return problem(

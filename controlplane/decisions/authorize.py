@@ -1,0 +1,175 @@
+"""The authorize flow (`POST /v1/authorize`): a signed execution request in, a deny with reasons or
+a signed grant out.
+
+The steps run in the fixed order of DESIGN.md §2.1, and the first that fails names the reason:
+the request is verified (`requests.verify`, ten checks), OPA decides on input built only from
+verified data (the registry's identity, the request's claims, their context), the answer must be
+an allow of the expected shape (`decisions.service`), the `cp.authorization` record carrying the
+grant's claims is stored together with the grant's registration (`evidence_unavailable` if not),
+and only then is the grant signed. There is no other way to a grant.
+
+Every answer, allow or deny, is recorded; a deny whose record cannot be stored is still a deny.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane import jsontext
+from controlplane.decisions.service import EXECUTION_DECISION_PATH, Decision, DecisionService
+from controlplane.errors import ControlPlaneError
+from controlplane.grants.issue import GrantIssuer
+from controlplane.grants.registry import GrantRegistry
+from controlplane.ledger.evidence import EvidenceLog
+from controlplane.observability.metrics import Metrics
+from controlplane.reasons import DenyReason
+from controlplane.requests.verify import RequestDeniedError, RequestVerifier, VerifiedRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeAnswer:
+    decision: str  # "allow" | "deny"
+    reasons: list[str]
+    decision_id: str | None
+    grant: str | None = None
+    # The ledger (issue #5) fills this with the record's index and a checkpoint.
+    evidence: dict[str, Any] | None = field(default=None)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "decision_id": self.decision_id,
+            "evidence": self.evidence,
+        }
+        if self.grant is not None:
+            body["grant"] = self.grant
+        return body
+
+
+class AuthorizeService:
+    def __init__(
+        self,
+        *,
+        verifier: RequestVerifier,
+        decisions: DecisionService,
+        issuer: GrantIssuer,
+        grants: GrantRegistry,
+        evidence: EvidenceLog,
+        metrics: Metrics,
+    ) -> None:
+        self._verifier = verifier
+        self._decisions = decisions
+        self._issuer = issuer
+        self._grants = grants
+        self._evidence = evidence
+        self._metrics = metrics
+
+    async def authorize(self, token: str) -> AuthorizeAnswer:
+        """Decide on a compact JWS execution request. Never raises for what the request or a
+        component did: every failure is a deny with its reason."""
+        try:
+            request = await self._verifier.verify(token)
+        except RequestDeniedError as denied:
+            log.info(
+                "authorization denied: %s", denied.detail, extra={"reason": denied.reason.value}
+            )
+            return await self._deny([denied.reason.value], None, None)
+
+        decision = await self._decisions.decide(
+            EXECUTION_DECISION_PATH,
+            jsontext.dumps({"input": opa_input(request)}),
+            with_provenance=True,
+            with_metrics=False,
+        )
+        decision_id = _str_or_none(decision.body.get("decision_id"))
+        if not decision.allowed:
+            return await self._deny(_deny_reasons(decision), decision_id, request)
+
+        claims = self._issuer.claims(
+            request,
+            decision_id=decision_id,
+            policy=deciding_bundle(decision.body.get("provenance")),
+            obligations=dict(decision.body["result"].get("obligations") or {}),
+        )
+        record = self._evidence.record(
+            "cp.authorization",
+            decision="allow",
+            reasons=[],
+            decision_id=decision_id,
+            identity=request.identity.id,
+            request=request.claims,
+            grant=claims,
+        )
+        try:
+            await self._grants.register(claims, record)
+        except ControlPlaneError as exc:
+            log.warning("evidence not stored, allow turned into deny: %s", exc.detail)
+            return self._answer("deny", [DenyReason.EVIDENCE_UNAVAILABLE.value], decision_id)
+        grant = await self._issuer.sign(claims)
+        return self._answer("allow", [], decision_id, grant)
+
+    async def _deny(
+        self, reasons: list[str], decision_id: str | None, request: VerifiedRequest | None
+    ) -> AuthorizeAnswer:
+        record = self._evidence.record(
+            "cp.authorization",
+            decision="deny",
+            reasons=reasons,
+            decision_id=decision_id,
+            identity=request.identity.id if request else None,
+            request=request.claims if request else None,
+        )
+        try:
+            await self._evidence.append(record)
+        except ControlPlaneError as exc:
+            # The answer is a deny either way; the record's loss is logged for the operator.
+            log.warning("deny record not stored: %s", exc.detail, extra={"reasons": reasons})
+        return self._answer("deny", reasons, decision_id)
+
+    def _answer(
+        self, decision: str, reasons: list[str], decision_id: str | None, grant: str | None = None
+    ) -> AuthorizeAnswer:
+        self._metrics.authorization(decision, reasons[0] if reasons else "").inc()
+        return AuthorizeAnswer(decision, reasons, decision_id, grant)
+
+
+def opa_input(request: VerifiedRequest) -> dict[str, Any]:
+    """The OPA input of DESIGN.md §5, built only from verified data."""
+    identity = request.identity
+    return {
+        "identity": {
+            "id": identity.id,
+            "kind": identity.kind.value,
+            "status": identity.status.value,
+            "attributes": identity.attributes,
+        },
+        "request": request.claims,
+        "context": request.context,
+    }
+
+
+def deciding_bundle(provenance: Any) -> dict[str, str] | None:
+    """The bundle and revision that decided, from OPA's provenance (`governance` if several)."""
+    bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+    if not isinstance(bundles, dict) or not bundles:
+        return None
+    name = "governance" if "governance" in bundles else sorted(bundles)[0]
+    revision = bundles[name].get("revision") if isinstance(bundles[name], dict) else None
+    return {"bundle": name, "revision": str(revision or "")}
+
+
+def _deny_reasons(decision: Decision) -> list[str]:
+    reason = decision.reason or DenyReason.POLICY_DENIED
+    if reason is not DenyReason.POLICY_DENIED:
+        return [reason.value]
+    # The policy said no: its own reasons follow ours, so that callers see why.
+    return [reason.value, *decision.body["result"]["reasons"]]
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,2 @@
+"""Signed execution requests: parsing, verification against the identity registry, freshness and
+replay protection (DESIGN.md §5)."""
