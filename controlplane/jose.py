@@ -12,6 +12,7 @@ import binascii
 import json
 import re
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from joserfc import jws
@@ -20,8 +21,10 @@ from joserfc.jwk import OKPKey
 
 from controlplane.errors import InvalidInput
 
-# RFC 7515 §7.1: three base64url segments separated by dots (no padding, no whitespace).
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# RFC 7515 §7.1: three base64url segments separated by dots (no padding, no whitespace). The
+# signature may be empty, as in an unsecured JWS (`alg: none`, RFC 7518 §3.6): that parses, and is
+# then refused as `algorithm_not_allowed` rather than as "not a JWS".
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # RFC 9864 registers "Ed25519" as the fully specified name of what "EdDSA" means with Ed25519.
 ED25519_ALGORITHMS = frozenset({"EdDSA", "Ed25519"})
 
@@ -57,6 +60,13 @@ def typ_is(header: dict[str, Any], expected: str) -> bool:
         return False
     typ = typ.lower()
     return typ in (expected, f"application/{expected}")
+
+
+def ed25519_public_key(jwk: Mapping[str, Any]) -> OKPKey:
+    """An Ed25519 verification key from a JWK. Its `alg` member is dropped: "EdDSA" and
+    "Ed25519" name the same algorithm for this key (RFC 9864), and the header's `alg` has already
+    been checked against both."""
+    return OKPKey.import_key({k: v for k, v in jwk.items() if k != "alg"})
 
 
 def verify_compact(token: str, key: OKPKey, alg: str) -> bytes:

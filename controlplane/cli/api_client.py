@@ -1,36 +1,18 @@
 """A small httpx client the CLI uses to call the control plane's admin API.
 
-Problem+json answers are turned back into the error categories of `errors.py`, so that the CLI
-maps them to exit codes in the one place it maps every error.
+Problem+json answers are turned back into the error categories of `errors.py` (by the SDK's
+`error_from_response`), so that the CLI maps them to exit codes in the one place it maps errors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from controlplane.errors import (
-    Conflict,
-    ControlPlaneError,
-    InvalidInput,
-    NotAuthenticated,
-    NotFound,
-    PermissionDenied,
-    Unavailable,
-)
-
-_BY_STATUS: dict[int, type[ControlPlaneError]] = {
-    400: InvalidInput,
-    401: NotAuthenticated,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    413: InvalidInput,
-    415: InvalidInput,
-    422: InvalidInput,
-    503: Unavailable,
-}
+from controlplane.client import error_from_response
+from controlplane.errors import Unavailable
 
 
 class ApiClient:
@@ -54,15 +36,16 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise Unavailable(f"cannot reach the control plane at {self._base_url}: {exc}") from exc
         if response.status_code >= 400:
-            raise _error_from(response)
+            raise error_from_response(response)
         return response.json()
 
-
-def _error_from(response: httpx.Response) -> ControlPlaneError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    detail = body.get("detail") or response.text[:200] or response.reason_phrase
-    cls = _BY_STATUS.get(response.status_code, ControlPlaneError)
-    return cls(f"{response.status_code}: {detail}", code=body.get("reason"))
+    def pages(self, path: str, *, limit: int, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated listing (`items`, `next_cursor`), page after page."""
+        cursor = None
+        while True:
+            query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+            page = self.call("GET", path, params=query)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return

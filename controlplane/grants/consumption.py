@@ -17,14 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
 
 from controlplane.clock import Clock, rfc3339
 from controlplane.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from controlplane.grants.registry import GrantRegistry
 from controlplane.identities.models import IdentityStatus, KeyStatus
 from controlplane.identities.store import IdentityStore
-from controlplane.jose import ED25519_ALGORITHMS, b64url_json, compact_jws, typ_is, verify_compact
+from controlplane.jose import (
+    ED25519_ALGORITHMS,
+    b64url_json,
+    compact_jws,
+    ed25519_public_key,
+    typ_is,
+    verify_compact,
+)
 from controlplane.ledger.evidence import EvidenceLog
 from controlplane.tokens.store import Principal
 
@@ -130,7 +136,7 @@ class ConsumptionService:
                 code="outcome_signer_invalid",
             )
         try:
-            verify_compact(token, OKPKey.import_key(dict(key.jwk)), str(header["alg"]))
+            verify_compact(token, ed25519_public_key(key.jwk), str(header["alg"]))
         except (JoseError, ValueError) as exc:
             raise NotAuthenticated(
                 "the outcome's signature does not verify", code="outcome_signature_invalid"

@@ -1,10 +1,11 @@
 """What the control plane remembers about the grants it issued: their claims, their single
 consumption, their outcome and their children (the lineage links of issue #3).
 
-Each change is written together with its evidence record in one atomic Redis step (a `MULTI`
-transaction or a script), so that the registry and the evidence stream can never disagree: a grant
-is registered exactly when its `cp.authorization` record is appended, a consumption exactly when
-its `cp.consume` record is, an outcome exactly when its `cp.outcome` record is.
+Each change is written together with its evidence record by one Redis script, which appends the
+record first: a script stops at its first failing command, so the registry and the evidence
+stream cannot disagree. A grant is registered exactly when its `cp.authorization` record is
+appended, a consumption exactly when its `cp.consume` record is, an outcome exactly when its
+`cp.outcome` record is.
 """
 
 from __future__ import annotations
@@ -21,14 +22,27 @@ from controlplane.redis_client import redis_errors
 # cp:grant:<jti> holds the claims; cp:grant:<jti>:consumed, :outcome and :children its lineage.
 _GRANT = "cp:grant:"
 
+# The evidence first: if the XADD fails, the script stops there and nothing else is written.
+# KEYS: stream, grant, parent's children set or "". ARGV: claims, ttl, jti, then the entry.
+_REGISTER = """
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+if KEYS[3] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+return 1
+"""
+
 # KEYS: grant, marker (consumed or outcome), prerequisite marker or "" , stream.
 # ARGV: marker value, ttl seconds, then the evidence entry as field/value pairs.
 # Returns "unknown" | "missing_prerequisite" | "already" | "ok".
 _MARK_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'unknown' end
 if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then return 'missing_prerequisite' end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 'already' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'already' end
 redis.call('XADD', KEYS[4], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 'ok'
 """
 
@@ -38,19 +52,22 @@ class GrantRegistry:
         self._redis = redis
         self._retention = retention_seconds
         self._mark_once = redis.register_script(_MARK_ONCE)
+        self._register = redis.register_script(_REGISTER)
 
     async def register(self, claims: dict[str, Any], record: dict[str, Any]) -> None:
         """Remember an issued grant and append its `cp.authorization` record, atomically."""
         jti = claims["jti"]
+        parent = claims.get("parent")
+        args: list[str | bytes | int] = [jsontext.dumps(claims), self._retention, jti]
+        for field, value in stream_entry(record).items():
+            args += (field, value)
+        keys = [
+            STREAM_KEY,
+            _GRANT + jti,
+            f"{_GRANT}{parent}:children" if isinstance(parent, str) else "",
+        ]
         with redis_errors("registering a grant"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(_GRANT + jti, jsontext.dumps(claims), ex=self._retention)
-                parent = claims.get("parent")
-                if isinstance(parent, str):
-                    pipe.sadd(f"{_GRANT}{parent}:children", jti)
-                    pipe.expire(f"{_GRANT}{parent}:children", self._retention)
-                pipe.xadd(STREAM_KEY, stream_entry(record))  # type: ignore[arg-type]
-                await pipe.execute()
+            await self._register(keys=keys, args=args)
 
     async def find(self, jti: str) -> dict[str, Any] | None:
         with redis_errors("reading a grant"):

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
 from redis.asyncio import Redis
 
 from controlplane.canonical import canonical_json
@@ -45,7 +44,13 @@ from controlplane.identities.models import (
     check_identity_id,
 )
 from controlplane.identities.store import IdentityStore
-from controlplane.jose import ED25519_ALGORITHMS, b64url_json, typ_is, verify_compact
+from controlplane.jose import (
+    ED25519_ALGORITHMS,
+    b64url_json,
+    ed25519_public_key,
+    typ_is,
+    verify_compact,
+)
 from controlplane.reasons import DenyReason
 from controlplane.redis_client import redis_errors
 
@@ -120,7 +125,7 @@ class RequestVerifier:
         if key.status is KeyStatus.REVOKED:
             raise _deny(DenyReason.KEY_REVOKED, f"key {kid!r} of {identity.id} is revoked")
         try:
-            verify_compact(token, OKPKey.import_key(dict(key.jwk)), header["alg"])
+            verify_compact(token, ed25519_public_key(key.jwk), header["alg"])
         except (JoseError, ValueError) as exc:
             raise _deny(DenyReason.SIGNATURE_INVALID, f"signature does not verify: {exc}") from exc
         self._check_audience_and_time(claims)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
-import secrets
 import shutil
 import signal
 import socket
@@ -28,11 +26,11 @@ from controlplane.config import Settings
 from controlplane.decisions.demo import DEMO_INPUT
 from controlplane.errors import ConfigurationError, ControlPlaneError, RedisUnavailable
 from controlplane.redis_client import connect, redis_errors
+from controlplane.secretfile import read_or_create_secret, write_secret
 from controlplane.stack.children import Child, child_env
 from controlplane.stack.opa_server import opa_argv, opa_config, stage_bundle
 from controlplane.stack.redis_server import redis_argv
 from controlplane.tokens.roles import Role
-from controlplane.tokens.store import TOKEN_PREFIX
 from controlplane.wiring import open_services
 
 START_TIMEOUT_SECONDS = 30.0
@@ -64,25 +62,6 @@ def check_port_free(host: str, port: int, what: str, setting: str) -> None:
                     f"stop what holds it or set {setting}"
                 ) from exc
             raise ConfigurationError(f"cannot bind {host}:{port} ({what}): {exc}") from exc
-
-
-def read_or_create_secret(path: Path, given: str | None) -> str:
-    """`given` if set, else the token kept in `path`, else a new one written there (mode 0600)."""
-    if given:
-        return given
-    if path.is_file():
-        existing = path.read_text().strip()
-        if existing:
-            return existing
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    write_secret(path, token)
-    return token
-
-
-def write_secret(path: Path, secret: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
 
 
 class Stack:

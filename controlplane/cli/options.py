@@ -1,0 +1,43 @@
+"""Options and helpers shared by the CLI's command groups."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from controlplane.errors import NotAuthenticated
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="CONTROLPLANE_URL", help="Base URL of the control plane.")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="CONTROLPLANE_ADMIN_TOKEN",
+        help="Admin token; defaults to the one `controlplane up` keeps in its state directory.",
+        show_default=False,
+    ),
+]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def admin_token(given: str | None) -> str:
+    """The admin token: given, else the one `controlplane up` keeps in its state directory."""
+    if given:
+        return given
+    state_dir = Path(os.environ.get("CONTROLPLANE_STATE_DIR", ".controlplane"))
+    kept = state_dir / "admin.token"
+    if kept.is_file():
+        return kept.read_text().strip()
+    raise NotAuthenticated(
+        "no admin token: pass --token, set CONTROLPLANE_ADMIN_TOKEN, or run `controlplane up` here"
+    )
+
+
+def echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
