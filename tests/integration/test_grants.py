@@ -165,7 +165,7 @@ def test_expired_grant_is_rejected(factory: StackFactory, tmp_path: Path) -> Non
 
 
 def test_key_rotation_keeps_old_grants_verifiable_until_they_expire(factory: StackFactory) -> None:
-    stack = factory.stack(GRANT_LIFETIME_SECONDS="2", CLOCK_SKEW_SECONDS="0")
+    stack = factory.stack(GRANT_LIFETIME_SECONDS="4", CLOCK_SKEW_SECONDS="0")
     old_grant, old_identity, _, _ = grant_for(stack)
     old_kid = pyjwt.get_unverified_header(old_grant)["kid"]
     with stack.client(Role.ADMIN) as admin:
@@ -176,7 +176,11 @@ def test_key_rotation_keeps_old_grants_verifiable_until_they_expire(factory: Sta
     verify(old_grant, jwks(stack), audience=old_identity, leeway=0)  # still valid, still published
     new_grant, _, _, _ = grant_for(stack)
     assert pyjwt.get_unverified_header(new_grant)["kid"] == rotated["kid"]
-    time.sleep(2.5)
+    # The old key leaves the JWKS once every grant it signed has expired (rotation + lifetime).
+    time.sleep(
+        max(0.0, pyjwt.decode(old_grant, options={"verify_signature": False})["exp"] - time.time())
+        + 1.5
+    )
     assert {k["kid"] for k in jwks(stack)["keys"]} == {rotated["kid"]}
     with pytest.raises(GrantRejectedError) as caught:
         verify(old_grant, jwks(stack), audience=old_identity, leeway=3600)  # even ignoring exp
