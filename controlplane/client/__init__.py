@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwk import OKPKey
 
 from controlplane.canonical import sha256_hex
 from controlplane.errors import (
@@ -41,7 +41,7 @@ from controlplane.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from controlplane.grants.verify import VerifiedGrant, key_set, verify
+from controlplane.grants.verify import PublishedKeys, VerifiedGrant, verify
 from controlplane.jose import sign_compact
 
 REQUEST_TYPE = "exec-request+jwt"
@@ -168,7 +168,7 @@ class ControlPlaneClient:
         headers = {"Authorization": f"Bearer {executor_token}"} if executor_token else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
         self._discovery: dict[str, Any] | None = None
-        self._jwks: KeySet | None = None
+        self._jwks: PublishedKeys | None = None
 
     def __enter__(self) -> ControlPlaneClient:
         return self
@@ -184,9 +184,9 @@ class ControlPlaneClient:
             self._discovery = _json(self._send("GET", "/.well-known/controlplane"))
         return self._discovery
 
-    def jwks(self, *, refresh: bool = False) -> KeySet:
+    def jwks(self, *, refresh: bool = False) -> PublishedKeys:
         if self._jwks is None or refresh:
-            self._jwks = key_set(_json(self._send("GET", "/.well-known/jwks.json")))
+            self._jwks = PublishedKeys.from_jwks(_json(self._send("GET", "/.well-known/jwks.json")))
         return self._jwks
 
     def authorize(self, signed_request: str) -> AuthorizeResult:
@@ -239,7 +239,7 @@ class AsyncControlPlaneClient:
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout
         )
         self._discovery: dict[str, Any] | None = None
-        self._jwks: KeySet | None = None
+        self._jwks: PublishedKeys | None = None
 
     async def __aenter__(self) -> AsyncControlPlaneClient:
         return self
@@ -255,9 +255,11 @@ class AsyncControlPlaneClient:
             self._discovery = _json(await self._send("GET", "/.well-known/controlplane"))
         return self._discovery
 
-    async def jwks(self, *, refresh: bool = False) -> KeySet:
+    async def jwks(self, *, refresh: bool = False) -> PublishedKeys:
         if self._jwks is None or refresh:
-            self._jwks = key_set(_json(await self._send("GET", "/.well-known/jwks.json")))
+            self._jwks = PublishedKeys.from_jwks(
+                _json(await self._send("GET", "/.well-known/jwks.json"))
+            )
         return self._jwks
 
     async def authorize(self, signed_request: str) -> AuthorizeResult:

@@ -1,8 +1,9 @@
 """Offline grant verification, for executors: is this grant valid for what I am about to run?
 
 Usable inside any executor: it needs the control plane's JWKS (fetched once and cached, or pinned
-in a file) and nothing else, no network call per grant. Its only dependencies are joserfc and
-rfc8785. `verify` checks, in order, and raises `GrantRejectedError` naming the first failure:
+in a file) and nothing else, no network call per grant. Its dependencies are PyNaCl (libsodium's
+Ed25519), orjson and rfc8785. `verify` checks, in order, and raises `GrantRejectedError` naming
+the first failure:
 
 - `grant_malformed`: not a compact JWS, header or claims not JSON objects, claims missing;
 - `grant_type_invalid`: `typ` is not `grant+jwt` (RFC 8725 §3.11: no other JWT passes for a grant);
@@ -18,18 +19,23 @@ rfc8785. `verify` checks, in order, and raises `GrantRejectedError` naming the f
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, OKPKey
+import orjson
 
 from controlplane.canonical import sha256_hex
 from controlplane.errors import InvalidInput, PermissionDenied
-from controlplane.jose import ED25519_ALGORITHMS, b64url_json, compact_jws, typ_is, verify_compact
+from controlplane.jose import (
+    ED25519_ALGORITHMS,
+    SignatureInvalidError,
+    b64url_json,
+    compact_jws,
+    typ_is,
+    verify_ed25519,
+)
 
 GRANT_TYPE = "grant+jwt"
 DEFAULT_LEEWAY_SECONDS = 5
@@ -61,19 +67,37 @@ class VerifiedGrant:
         return dict(self.claims.get("obligations") or {})
 
 
-def key_set(jwks: KeySet | Mapping[str, Any]) -> KeySet:
-    """A joserfc `KeySet` from a JWKS document (RFC 7517 §5) or an existing set."""
-    if isinstance(jwks, KeySet):
-        return jwks
-    try:
-        return KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
-        raise InvalidInput(f"not a JWKS: {exc}", code="invalid_jwks") from exc
+@dataclass(frozen=True, slots=True)
+class PublishedKeys:
+    """The Ed25519 keys of a JWKS document (RFC 7517 §5), by `kid`: `x` is the public key."""
+
+    by_kid: dict[str, str]
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any]) -> PublishedKeys:
+        keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(keys, list):
+            raise InvalidInput("not a JWKS: no `keys` list", code="invalid_jwks")
+        return cls(
+            {
+                key["kid"]: key["x"]
+                for key in keys
+                if isinstance(key, dict)
+                and key.get("kty") == "OKP"
+                and key.get("crv") == "Ed25519"
+                and isinstance(key.get("kid"), str)
+                and isinstance(key.get("x"), str)
+            }
+        )
+
+
+def published_keys(jwks: PublishedKeys | Mapping[str, Any]) -> PublishedKeys:
+    return jwks if isinstance(jwks, PublishedKeys) else PublishedKeys.from_jwks(jwks)
 
 
 def verify(
     token: str,
-    jwks: KeySet | Mapping[str, Any],
+    jwks: PublishedKeys | Mapping[str, Any],
     *,
     audience: str,
     action: str | None = None,
@@ -85,7 +109,7 @@ def verify(
     now: float | None = None,
 ) -> VerifiedGrant:
     """The verified grant. Raises `GrantRejectedError` when it does not allow exactly this."""
-    header, claims = _signed_parts(token, key_set(jwks))
+    header, claims = _signed_parts(token, published_keys(jwks))
     if issuer is not None and claims.get("iss") != issuer:
         raise _reject("issuer_invalid", f"issued by {claims.get('iss')!r}, not {issuer!r}")
     if claims.get("aud") != audience:
@@ -114,7 +138,7 @@ def verify(
     return grant
 
 
-def _signed_parts(token: str, keys: KeySet) -> tuple[dict[str, Any], dict[str, Any]]:
+def _signed_parts(token: str, keys: PublishedKeys) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         compact = compact_jws(token.encode() if isinstance(token, str) else token)
     except (InvalidInput, UnicodeEncodeError) as exc:
@@ -128,15 +152,15 @@ def _signed_parts(token: str, keys: KeySet) -> tuple[dict[str, Any], dict[str, A
     if alg not in ED25519_ALGORITHMS:
         raise _reject("algorithm_not_allowed", f"alg {alg!r} is refused")
     kid = header.get("kid")
-    key = next((k for k in keys.keys if k.kid == kid), None) if isinstance(kid, str) else None
-    if not isinstance(key, OKPKey):
+    public_x = keys.by_kid.get(kid) if isinstance(kid, str) else None
+    if public_x is None:
         raise _reject("key_unknown", f"no Ed25519 key {kid!r} in the JWKS")
     try:
-        payload = verify_compact(compact, key, str(alg))
-    except (JoseError, ValueError) as exc:
+        payload = verify_ed25519(compact, public_x)
+    except SignatureInvalidError as exc:
         raise _reject("signature_invalid", "the signature does not verify") from exc
     try:
-        claims = json.loads(payload)
+        claims = orjson.loads(payload)
     except ValueError as exc:
         raise _reject("grant_malformed", "the claims are not JSON") from exc
     if not isinstance(claims, dict):
