@@ -27,13 +27,13 @@ test: deps lint rego-check ## lint, types, Rego checks and tests, unit and integ
 	$(BIN)/pytest
 
 lint: deps ## ruff and mypy strict
-	$(BIN)/ruff check controlplane tests bench
-	$(BIN)/ruff format --check controlplane tests bench
+	$(BIN)/ruff check controlplane tests bench examples
+	$(BIN)/ruff format --check controlplane tests bench examples
 	$(BIN)/mypy
 
 fmt: deps ## format Python and Rego in place
-	$(BIN)/ruff format controlplane tests bench
-	$(BIN)/ruff check --fix controlplane tests bench
+	$(BIN)/ruff format controlplane tests bench examples
+	$(BIN)/ruff check --fix controlplane tests bench examples
 	$(OPA_BIN) fmt --write rego
 
 rego-check: opa ## opa fmt (no diff), opa check --strict, opa test

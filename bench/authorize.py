@@ -182,9 +182,8 @@ def main() -> None:
             ]
             jwks = httpx.get(f"{stack.api.url}/.well-known/jwks.json").json()
             rates = [offline_verification(sample, jwks, identity, 3.0) for _ in range(args.repeat)]
-            print(
-                f"\noffline grant verification, one process: {sorted(rates)[len(rates) // 2]:,.0f}/s (median of {len(rates)})"
-            )
+            median = sorted(rates)[len(rates) // 2]
+            print(f"\noffline grant verification, one process: {median:,.0f}/s")
         finally:
             factory.close()
 
