@@ -5,10 +5,11 @@ This module tells "not a JWS at all" (an HTTP 400) from "a JWS whose header or p
 we accept" (a deny), and reads a header before the signature can be checked, which is needed to
 find the key (RFC 7515 §5.2).
 
-Ed25519 signatures are verified with libsodium (PyNaCl): OpenSSL 4.0, under `cryptography` and
-joserfc, verified ~8,000 signatures/s here against libsodium's ~16,000 (docs/adr/0003). The JWS
-step around it is RFC 7515 §5.2: the signature is over the ASCII of `header.payload`. Signing
-stays with joserfc.
+Ed25519 signs and verifies with libsodium (PyNaCl): OpenSSL 4.0, under `cryptography` and
+joserfc, verified ~8,000 signatures/s here against libsodium's ~16,000, and joserfc's JWS layer
+added as much again (docs/adr/0003-identities-requests-grants.md). What remains of JWS around the
+signature is RFC 7515 §5.1/§5.2: base64url segments, the signature over the ASCII of
+`header.payload`; joserfc still generates keys, computes thumbprints and encrypts keys (JWE).
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ import binascii
 import functools
 import json
 import re
-import warnings
 from typing import Any
 
-from joserfc import jws
-from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 
+from controlplane import jsontext
 from controlplane.errors import InvalidInput
 
 # RFC 7515 §7.1: three base64url segments separated by dots (no padding, no whitespace). The
@@ -54,9 +53,8 @@ def compact_jws(body: bytes) -> str:
 def b64url_json(segment: str) -> dict[str, Any] | None:
     """A base64url segment decoded as a JSON object, or None when it is not one."""
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw, parse_constant=_refuse)
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        value = jsontext.loads(_b64url(segment))
+    except (binascii.Error, ValueError, InvalidInput):
         return None
     return value if isinstance(value, dict) else None
 
@@ -95,13 +93,25 @@ def _b64url(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def sign_compact(header: dict[str, Any], payload: bytes, key: OKPKey) -> str:
-    """A compact JWS of `payload` signed with the Ed25519 `key` under `header["alg"]`."""
-    with warnings.catch_warnings():
-        # joserfc warns that RFC 9864 deprecates "EdDSA"; DESIGN.md §5 fixes it for grants.
-        warnings.simplefilter("ignore", SecurityWarning)
-        return jws.serialize_compact(header, payload, key, algorithms=[header["alg"]])
+def ed25519_signer(key: OKPKey) -> SigningKey:
+    """libsodium's signing key for a private Ed25519 JWK (`d` is the 32-byte seed, RFC 8037)."""
+    return SigningKey(_b64url(str(key.as_dict(private=True)["d"])))
 
 
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def sign_compact(header: dict[str, Any], payload: bytes, key: OKPKey | SigningKey) -> str:
+    """A compact JWS (RFC 7515 §7.1) of `payload`, Ed25519-signed with `key`; `header["alg"]`
+    must be one of `ED25519_ALGORITHMS`. The header is encoded as joserfc encodes it."""
+    if header.get("alg") not in ED25519_ALGORITHMS:
+        raise ValueError(f"alg must be one of {sorted(ED25519_ALGORITHMS)}")
+    signer = key if isinstance(key, SigningKey) else ed25519_signer(key)
+    signing_input = (
+        _b64url_encode(json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode())
+        + "."
+        + _b64url_encode(payload)
+    )
+    signature = signer.sign(signing_input.encode("ascii")).signature
+    return f"{signing_input}.{_b64url_encode(signature)}"
+
+
+def _b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

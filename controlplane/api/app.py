@@ -85,11 +85,14 @@ def create_app(settings: Settings) -> FastAPI:
         },
         access_log=settings.access_log,
     )
+    # The hot paths are plain Starlette endpoints (docs/adr/0002-decision-hot-path.md).
     app.router.routes.append(_LeanRoute(data.DECIDE_PATH, data.decide, methods=["POST"]))
+    app.router.routes.append(
+        _LeanRoute(authorize.AUTHORIZE_PATH, authorize.authorize, methods=["POST"])
+    )
     for router in (
         health.router,
         discovery.router,
-        authorize.router,
         data.router,
         grants.router,
         identities.router,
@@ -103,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            schema["paths"] = {**data.OPENAPI_PATH, **schema["paths"]}
+            schema["paths"] = {**authorize.OPENAPI_PATH, **data.OPENAPI_PATH, **schema["paths"]}
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -32,6 +32,8 @@ from controlplane.errors import (
 from controlplane.observability.jsonlog import request_id_var
 
 MEDIA_TYPE = "application/problem+json"
+# The OpenAPI content of a problem answer, for routes documented by hand.
+PROBLEM = {MEDIA_TYPE: {"schema": {"type": "object"}}}
 TYPE_PREFIX = "urn:problem-type:controlplane:"
 
 # Most specific first: the first class in an error's MRO found here gives the status.

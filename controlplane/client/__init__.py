@@ -21,12 +21,13 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx
 from joserfc.jwk import OKPKey
+from nacl.signing import SigningKey
 
 from controlplane.canonical import sha256_hex
 from controlplane.errors import (
@@ -42,7 +43,7 @@ from controlplane.errors import (
     UnsupportedMediaType,
 )
 from controlplane.grants.verify import PublishedKeys, VerifiedGrant, verify
-from controlplane.jose import sign_compact
+from controlplane.jose import ed25519_signer, sign_compact
 
 REQUEST_TYPE = "exec-request+jwt"
 OUTCOME_TYPE = "outcome+jwt"
@@ -68,6 +69,10 @@ class AgentKey:
 
     private: OKPKey
     kid: str
+    signer: SigningKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signer", ed25519_signer(self.private))
 
     @classmethod
     def generate(cls, kid: str | None = None) -> AgentKey:

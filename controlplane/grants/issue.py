@@ -9,6 +9,7 @@ request named, or else the requester, so that only that party accepts it.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -57,7 +58,7 @@ class GrantIssuer:
                     "args_sha256": sha256_hex(claims["args"]),
                 }
             ],
-            "req": sha256_hex(claims),
+            "req": hashlib.sha256(request.canonical).hexdigest(),
             "decision_id": decision_id,
             "policy": policy,
             "obligations": obligations,
@@ -68,4 +69,4 @@ class GrantIssuer:
     async def sign(self, claims: dict[str, Any]) -> str:
         key = await self._keys.active()
         header = {"alg": SIGNING_ALGORITHM, "kid": key.kid, "typ": GRANT_TYPE}
-        return sign_compact(header, jsontext.dumps(claims), key.private)
+        return sign_compact(header, jsontext.dumps(claims), key.signer)

@@ -23,10 +23,12 @@ from typing import Any
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey, OKPKey
+from nacl.signing import SigningKey as Signer
 from redis.asyncio import Redis
 
 from controlplane.clock import Clock, rfc3339
 from controlplane.errors import ConfigurationError, InvalidInput, RedisUnavailable
+from controlplane.jose import ed25519_signer
 from controlplane.redis_client import redis_errors
 
 _RING = "cp:grant-keys"  # hash: kid -> JSON {jwe, public_jwk, created_at, retired_at, not_after}
@@ -61,6 +63,7 @@ return previous
 class SigningKey:
     kid: str
     private: OKPKey
+    signer: Signer  # the same key, for libsodium
     public_jwk: dict[str, str]
     created_at: str
     retired_at: str | None
@@ -134,6 +137,7 @@ class KeyRing:
             keys[kid] = SigningKey(
                 kid,
                 private,
+                known.signer if known else ed25519_signer(private),
                 entry["public_jwk"],
                 entry["created_at"],
                 entry.get("retired_at"),

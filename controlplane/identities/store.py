@@ -80,6 +80,16 @@ class IdentityStore:
         """The identity, or None. Raises `RedisUnavailable` when Redis does not answer."""
         with redis_errors("reading an identity"):
             raw = await self._redis.get(_KEY + identity_id)
+        return self.parse(raw)
+
+    @staticmethod
+    def key(identity_id: str) -> str:
+        """The Redis key of an identity, for callers that read it inside their own script."""
+        return _KEY + identity_id
+
+    @staticmethod
+    def parse(raw: bytes | str | None) -> Identity | None:
+        """An identity as stored under `key(...)`, or None for a missing one."""
         return None if raw is None else Identity.from_json(jsontext.loads(raw))
 
     async def get(self, identity_id: str) -> Identity:

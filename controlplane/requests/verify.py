@@ -16,7 +16,8 @@ checks run in this order, and the first that fails is the deny reason:
  8. `request_not_yet_valid`, `request_expired`, `request_lifetime_too_long`: `iat` and `exp`
     against the clock, with the configured skew;
  9. `request_replayed`: the `jti` was seen before (reserved with `SET NX` until the request
-    expires, so a replay is refused on every replica);
+    expires, so a replay is refused on every replica; the reservation travels with step 4's
+    lookup, see `_find_and_reserve`);
 10. `parent_invalid`: `context.parent` does not name a grant of this identity, or one issued to it.
 
 A Redis failure at any step is `redis_unavailable`. Nothing here raises for a bad request: every
@@ -58,6 +59,13 @@ _ACTION = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _JTI = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 MAX_RESOURCE_LENGTH = 512
 _REPLAY = "cp:request-jti:"
+# KEYS: identity, jti reservation. ARGV: reservation TTL. Returns {identity JSON or false, fresh}.
+_FIND_AND_RESERVE = """
+local identity = redis.call('GET', KEYS[1])
+if not identity then return {false, 0} end
+local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
+return {identity, fresh and 1 or 0}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,7 @@ class VerifiedRequest:
     identity: Identity
     kid: str
     claims: dict[str, Any]
+    canonical: bytes  # RFC 8785 form of the claims, whose SHA-256 is a grant's `req`
 
     @property
     def context(self) -> dict[str, Any]:
@@ -100,6 +109,7 @@ class RequestVerifier:
         self._audience = audience
         self._max_lifetime = max_lifetime_seconds
         self._skew = skew_seconds
+        self._lookup = redis.register_script(_FIND_AND_RESERVE)
 
     async def verify(self, token: str) -> VerifiedRequest:
         """Check `token` (known to be a compact JWS) completely. Raises `RequestDeniedError`."""
@@ -109,8 +119,8 @@ class RequestVerifier:
             raise RequestDeniedError(DenyReason.REDIS_UNAVAILABLE, exc.detail) from exc
 
     async def _verify(self, token: str) -> VerifiedRequest:
-        header, claims = _parse(token)
-        identity = await self._identities.find(claims["iss"])
+        header, claims, canonical = _parse(token)
+        identity, fresh_jti = await self._find_and_reserve(claims)
         if identity is None:
             raise _deny(DenyReason.IDENTITY_UNKNOWN, f"no identity {claims['iss']!r}")
         if identity.status is IdentityStatus.SUSPENDED:
@@ -128,12 +138,12 @@ class RequestVerifier:
         except SignatureInvalidError as exc:
             raise _deny(DenyReason.SIGNATURE_INVALID, f"signature does not verify: {exc}") from exc
         self._check_audience_and_time(claims)
-        now = self._clock.now().timestamp()
-        await self._reserve_jti(identity.id, claims["jti"], ttl=claims["exp"] - now + self._skew)
+        if not fresh_jti:
+            raise _deny(DenyReason.REQUEST_REPLAYED, f"jti {claims['jti']!r} was already used")
         parent = claims.get("context", {}).get("parent")
         if parent is not None:
             await self._check_parent(identity.id, parent)
-        return VerifiedRequest(identity, kid, claims)
+        return VerifiedRequest(identity, kid, claims, canonical)
 
     def _check_audience_and_time(self, claims: dict[str, Any]) -> None:
         if claims["aud"] != self._audience:
@@ -149,13 +159,26 @@ class RequestVerifier:
                 f"a request may live at most {self._max_lifetime} s",
             )
 
-    async def _reserve_jti(self, identity_id: str, jti: str, *, ttl: float) -> None:
-        with redis_errors("reserving a request id"):
-            fresh = await self._redis.set(
-                f"{_REPLAY}{identity_id}:{jti}", b"1", nx=True, ex=max(1, int(ttl) + 1)
+    async def _find_and_reserve(self, claims: dict[str, Any]) -> tuple[Identity | None, bool]:
+        """The registry's identity, and whether the `jti` was fresh: one round trip to Redis.
+
+        The reservation is made here, before the signature is checked, to save a round trip on
+        every request (each costs ~0.1 ms of CPU in redis-py); its result is reported only at its
+        place in the order of checks. It is made only for a registered identity, and expires
+        with the request, so unsigned traffic cannot fill Redis with reservations for made-up
+        identities.
+        """
+        ttl = claims["exp"] - self._clock.now().timestamp() + self._skew
+        bounded = min(max(1, int(ttl) + 1), self._max_lifetime + 2 * self._skew + 1)
+        with redis_errors("reading the identity and reserving the request id"):
+            raw, fresh = await self._lookup(
+                keys=[
+                    self._identities.key(claims["iss"]),
+                    f"{_REPLAY}{claims['iss']}:{claims['jti']}",
+                ],
+                args=[bounded],
             )
-        if not fresh:
-            raise _deny(DenyReason.REQUEST_REPLAYED, f"jti {jti!r} was already used")
+        return self._identities.parse(raw), bool(fresh)
 
     async def _check_parent(self, identity_id: str, parent: str) -> None:
         grant = await self._grants.find(parent)
@@ -169,28 +192,30 @@ class RequestVerifier:
             )
 
 
-def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Steps 1-3: the header and claims, well formed, typed and signed with an allowed alg."""
+def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """Steps 1-3: the header, the claims and their canonical form, well formed, typed and
+    signed with an allowed alg."""
     header_segment, payload_segment, _ = token.split(".")
     header, claims = b64url_json(header_segment), b64url_json(payload_segment)
     if header is None or claims is None:
         raise _deny(DenyReason.REQUEST_MALFORMED, "header or payload is not a JSON object")
     if "crit" in header:
         raise _deny(DenyReason.REQUEST_MALFORMED, "no `crit` extension is understood here")
-    _check_claims(claims)
+    canonical = _check_claims(claims)
     if not typ_is(header, REQUEST_TYPE):
         raise _deny(DenyReason.REQUEST_TYPE_INVALID, f"typ must be {REQUEST_TYPE}")
     if header.get("alg") not in ED25519_ALGORITHMS:
         raise _deny(DenyReason.ALGORITHM_NOT_ALLOWED, f"alg {header.get('alg')!r} is refused")
-    return header, claims
+    return header, claims, canonical
 
 
 def _deny(reason: DenyReason, detail: str) -> RequestDeniedError:
     return RequestDeniedError(reason, detail)
 
 
-def _check_claims(claims: dict[str, Any]) -> None:
-    """The claim set of DESIGN.md §5, each of the right type; `request_malformed` otherwise."""
+def _check_claims(claims: dict[str, Any]) -> bytes:
+    """The canonical form of the claim set of DESIGN.md §5, each claim of the right type;
+    `request_malformed` otherwise."""
     problems: list[str] = []
 
     def need(name: str, ok: bool, what: str) -> None:
@@ -238,13 +263,12 @@ def _check_claims(claims: dict[str, Any]) -> None:
         )
         workflow = context.get("workflow")
         need("context.workflow", workflow is None or isinstance(workflow, str), "a string")
-    if not problems:
-        try:
-            canonical_json(claims)
-        except InvalidInput as exc:
-            problems.append(exc.detail)
     if problems:
         raise _deny(DenyReason.REQUEST_MALFORMED, "; ".join(problems))
+    try:
+        return canonical_json(claims)
+    except InvalidInput as exc:
+        raise _deny(DenyReason.REQUEST_MALFORMED, exc.detail) from exc
 
 
 def _is_identity(value: str) -> bool:

@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from controlplane import jsontext
 from controlplane.api.deps import BEARER_SECURITY, DECISION_ROLES, DecisionCaller, authenticate
 from controlplane.api.media import require_json
+from controlplane.api.problems import PROBLEM
 from controlplane.decisions.demo import DEMO_INPUT
 from controlplane.decisions.service import REFUSED_OPTIONS
 from controlplane.errors import InvalidInput, UnsupportedMediaType
@@ -64,8 +65,6 @@ def _flag(request: Request, name: str) -> bool:
     return value is not None and value.lower() in {"", "true"}
 
 
-_PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
-
 # The OpenAPI operation of `decide`, which FastAPI cannot derive from a plain endpoint.
 OPENAPI_PATH: dict[str, Any] = {
     "/v1/data/{path}": {
@@ -108,12 +107,12 @@ OPENAPI_PATH: dict[str, Any] = {
                         }
                     },
                 },
-                "400": {"description": "Bad JSON, a path outside the roots", "content": _PROBLEM},
-                "401": {"description": "No valid token", "content": _PROBLEM},
-                "403": {"description": "Not a service or admin token", "content": _PROBLEM},
-                "413": {"description": "Body over the limit", "content": _PROBLEM},
-                "415": {"description": "Not JSON", "content": _PROBLEM},
-                "503": {"description": "The token could not be checked", "content": _PROBLEM},
+                "400": {"description": "Bad JSON, a path outside the roots", "content": PROBLEM},
+                "401": {"description": "No valid token", "content": PROBLEM},
+                "403": {"description": "Not a service or admin token", "content": PROBLEM},
+                "413": {"description": "Body over the limit", "content": PROBLEM},
+                "415": {"description": "Not JSON", "content": PROBLEM},
+                "503": {"description": "The token could not be checked", "content": PROBLEM},
             },
         }
     }
