@@ -43,6 +43,7 @@ rego-check: opa ## opa fmt (no diff), opa check --strict, opa test
 
 bench: deps tools ## benchmarks (not part of make test); see bench/README.md
 	$(BIN)/python bench/decide.py
+	$(BIN)/python bench/authorize.py
 
 deps: $(VENV_STAMP) opa redis
 
