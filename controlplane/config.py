@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     grant_lifetime_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None
+    grant_key: SecretStr | None = None  # an encrypted key (JWE) from `controlplane keys generate`
     grant_key_file: Path | None = None
     grant_record_retention_seconds: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
 

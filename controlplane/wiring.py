@@ -144,7 +144,9 @@ async def open_services(
 
 
 def _read_import(settings: Settings) -> str | None:
-    """The encrypted key of `CONTROLPLANE_GRANT_KEY_FILE`, to import into the ring at start."""
+    """The encrypted key of `CONTROLPLANE_GRANT_KEY` or `_FILE`, to import into the ring."""
+    if settings.grant_key is not None:
+        return settings.grant_key.get_secret_value()
     if settings.grant_key_file is None:
         return None
     try:

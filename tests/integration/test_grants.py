@@ -22,7 +22,7 @@ from controlplane.client import AgentKey, AsyncControlPlaneClient, Denied, gover
 from controlplane.grants.verify import GrantRejectedError, verify
 from controlplane.tokens.roles import Role
 from tests.support.agents import authorize, claims, register, signed
-from tests.support.processes import REPO
+from tests.support.processes import KEY_PASSPHRASE, REPO
 from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.integration
@@ -355,3 +355,29 @@ def test_async_governed_function(stack: Stack) -> None:
 
     asyncio.run(scenario())
     assert runs == [{"text": "async"}]
+
+
+def test_grant_key_loaded_from_the_environment(factory: StackFactory) -> None:
+    """A key made by `controlplane keys generate` and given in CONTROLPLANE_GRANT_KEY signs."""
+    generated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controlplane",
+            "keys",
+            "generate",
+            "--out",
+            "/dev/stdout",
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "CONTROLPLANE_KEY_PASSPHRASE": KEY_PASSPHRASE},
+    )
+    assert generated.returncode == 0, generated.stderr
+    encrypted, kid = generated.stdout.split()
+    assert encrypted.count(".") == 4  # a compact JWE, never a bare private key
+    stack = factory.stack(redis=factory.redis(), GRANT_KEY=encrypted)
+    grant, _, _, _ = grant_for(stack)
+    assert pyjwt.get_unverified_header(grant)["kid"] == kid
