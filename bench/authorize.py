@@ -35,7 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loadgen import VEGETA, Run, measured, median_run, print_table, vegeta, wrk
+from bench.loadgen import VEGETA, Run, counter, measured, median_run, print_table, vegeta, wrk
 from controlplane.client import AgentKey, sign_request
 from controlplane.grants.verify import verify
 from controlplane.jose import b64url_json
@@ -58,15 +58,6 @@ def requests(key: AgentKey, identity: str, audience: str, count: int) -> list[by
         ).encode()
         for n in range(count)
     ]
-
-
-def authorizations(url: str) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith("controlplane_authorizations_total{"):
-            labels, value = line.rsplit(" ", 1)
-            found[labels] = found.get(labels, 0.0) + float(value)
-    return found
 
 
 def offline_verification(
@@ -135,7 +126,7 @@ def main() -> None:
             )
             wrk(opa[0], opa[1], opa[2], 2, workdir)
             wrk(cp_url, cp_headers, requests(key, identity, audience, 6000), 2, workdir)  # warm up
-            before = authorizations(stack.api.url)
+            before = counter(stack.api.url, "controlplane_authorizations_total")
             results: dict[str, dict[str, list[Run]]] = {"opa": {}, "authorize": {}}
             for _ in range(args.repeat):
                 for rate in args.rates:
@@ -164,7 +155,7 @@ def main() -> None:
                         partial(wrk, cp_url, cp_headers, bodies, args.duration, workdir),
                     )
                 )
-            after = authorizations(stack.api.url)
+            after = counter(stack.api.url, "controlplane_authorizations_total")
             print("\n## authorize vs direct OPA (svc = the API's CPU per request)")
             print_table(
                 {n: {k: median_run(v) for k, v in r.items()} for n, r in results.items()},

@@ -29,23 +29,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loadgen import VEGETA, Run, measured, median_run, print_table, vegeta, wrk
+from bench.loadgen import VEGETA, Run, counter, measured, median_run, print_table, vegeta, wrk
 from controlplane.tokens.roles import Role
-from tests.support.stack import DECISION_PATH, DEMO_INPUT, Stack, StackFactory
-
-
-def decisions(stack: Stack) -> dict[str, float]:
-    text = httpx.get(f"{stack.api.url}/metrics", timeout=10).text
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("controlplane_decisions_total{"):
-            labels, value = line.rsplit(" ", 1)
-            found[labels] = found.get(labels, 0.0) + float(value)
-    return found
+from tests.support.stack import DECISION_PATH, DEMO_INPUT, StackFactory
 
 
 def bench_workers(workers: int, args: argparse.Namespace, workdir: Path) -> None:
@@ -73,7 +61,7 @@ def bench_workers(workers: int, args: argparse.Namespace, workdir: Path) -> None
         api_pid = stack.api.pid
         for url, headers in targets.values():  # warm up both paths
             wrk(url, headers, body, 2, workdir)
-        before = decisions(stack)
+        before = counter(stack.api.url, "controlplane_decisions_total")
         results: dict[str, dict[str, list[Run]]] = {name: {} for name in targets}
         for _ in range(args.repeat):
             for rate in args.rates:
@@ -83,7 +71,7 @@ def bench_workers(workers: int, args: argparse.Namespace, workdir: Path) -> None
             for name, (url, headers) in targets.items():
                 load = partial(wrk, url, headers, body, args.duration, workdir)
                 results[name].setdefault("max", []).append(measured(api_pid, load))
-        after = decisions(stack)
+        after = counter(stack.api.url, "controlplane_decisions_total")
         denies = {
             k: after[k] - before.get(k, 0.0)
             for k in after

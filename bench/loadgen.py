@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import httpx
+
 VEGETA = Path.home() / ".cache" / "controlplane" / "vegeta-v12.13.0" / "vegeta"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -193,3 +195,13 @@ def print_table(results: dict[str, dict[str, Run]], baseline: str, subject: str)
             f"{'':<8}{'ratio':<14}{other.rps / base.rps:>9.2f}{other.p50_ms / base.p50_ms:>9.2f}"
             f"{other.p99_ms / base.p99_ms:>9.2f}   added median: {added:.2f} ms"
         )
+
+
+def counter(url: str, name: str) -> dict[str, float]:
+    """The series of a Prometheus counter on `url`/metrics, by their label set."""
+    found: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            found[labels] = found.get(labels, 0.0) + float(value)
+    return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +9,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from controlplane.cli.options import echo_json
-from controlplane.errors import InvalidInput, Unavailable
+from controlplane.cli.options import echo_json, read_json_object
+from controlplane.errors import Unavailable
 from controlplane.grants.verify import DEFAULT_LEEWAY_SECONDS, verify
 
 app = typer.Typer(help="Grants: verify one offline.", no_args_is_help=True)
@@ -42,7 +41,7 @@ def verify_grant(
 ) -> None:
     """Exit 0 and print the claims if the grant allows exactly this; else name why (exit 3)."""
     grant = sys.stdin.read().strip() if token == "-" else token.strip()  # noqa: S105
-    arguments = _json_file(args) if args else None
+    arguments = read_json_object(args) if args else None
     verified = verify(
         grant,
         _load_jwks(jwks),
@@ -65,14 +64,4 @@ def _load_jwks(source: str) -> dict[str, Any]:
         except httpx.HTTPError as exc:
             raise Unavailable(f"cannot fetch the JWKS from {source}: {exc}") from exc
         return dict(response.json())
-    return _json_file(Path(source))
-
-
-def _json_file(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{path} is not a JSON file: {exc}", code="invalid_json") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{path} must hold a JSON object", code="invalid_json")
-    return value
+    return read_json_object(Path(source))

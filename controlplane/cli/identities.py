@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from controlplane.cli.api_client import ApiClient
-from controlplane.cli.options import DEFAULT_URL, TokenOption, UrlOption, admin_token, echo_json
+from controlplane.cli.options import (
+    DEFAULT_URL,
+    TokenOption,
+    UrlOption,
+    admin_token,
+    echo_json,
+    read_json_object,
+)
 from controlplane.errors import InvalidInput
 from controlplane.identities.models import IdentityKind, check_identity_id
 
@@ -155,10 +162,5 @@ def _attribute(text: str) -> tuple[str, Any]:
 
 
 def _public_jwk(path: Path) -> dict[str, Any]:
-    try:
-        jwk = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{path} is not a JSON file: {exc}", code="invalid_jwk") from exc
-    if not isinstance(jwk, dict):
-        raise InvalidInput(f"{path} does not hold a JWK", code="invalid_jwk")
-    return {k: v for k, v in jwk.items() if k != "d"}
+    # A private JWK file is fine: only its public members are sent.
+    return {k: v for k, v in read_json_object(path).items() if k != "d"}

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from controlplane.errors import NotAuthenticated
+from controlplane.errors import InvalidInput, NotAuthenticated
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="CONTROLPLANE_URL", help="Base URL of the control plane.")
@@ -37,6 +37,17 @@ def admin_token(given: str | None) -> str:
     raise NotAuthenticated(
         "no admin token: pass --token, set CONTROLPLANE_ADMIN_TOKEN, or run `controlplane up` here"
     )
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in a file. Raises `InvalidInput` naming the file otherwise."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path} is not a JSON file: {exc}", code="invalid_json") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{path} must hold a JSON object", code="invalid_json")
+    return value
 
 
 def echo_json(value: Any) -> None:
