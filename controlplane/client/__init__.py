@@ -326,6 +326,24 @@ def governed(
     """
     runner, runner_key = (executor, executor_key or key) if executor else (identity, key)
 
+    def request(audience: str, args: dict[str, Any]) -> str:
+        return sign_request(
+            key, identity=identity, audience=audience, action=action,
+            resource=resource, args=args, executor=executor,
+        )  # fmt: skip
+
+    def expected(args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "audience": runner, "action": action, "resource": resource, "args": args,
+            "understood_obligations": understood_obligations,
+        }  # fmt: skip
+
+    def outcome(jti: str, succeeded: bool, value: Any = None) -> str:
+        result = _jsonable(value) if succeeded else None
+        return sign_outcome(
+            runner_key, identity=runner, grant=jti, succeeded=succeeded, result=result
+        )
+
     def decorate(function: F) -> F:
         if isinstance(client, AsyncControlPlaneClient):
             if not inspect.iscoroutinefunction(function):
@@ -333,104 +351,46 @@ def governed(
 
             @functools.wraps(function)
             async def run_async(*positional: Any, **args: Any) -> Any:
-                if positional:
-                    raise TypeError(
-                        "governed functions take keyword arguments only (they are signed)"
-                    )
+                _keywords_only(positional)
                 audience = (await client.discovery())["audience"]
-                request = sign_request(
-                    key,
-                    identity=identity,
-                    audience=audience,
-                    action=action,
-                    resource=resource,
-                    args=args,
-                    executor=executor,
-                )
-                result = await client.authorize(request)
-                grant = _granted(result)
-                verified = await client.verify_grant(
-                    grant,
-                    audience=runner,
-                    action=action,
-                    resource=resource,
-                    args=args,
-                    understood_obligations=understood_obligations,
-                )
-                await client.consume(verified.jti)
+                grant = _granted(await client.authorize(request(audience, args)))
+                jti = (await client.verify_grant(grant, **expected(args))).jti
+                await client.consume(jti)
                 try:
                     value = await cast(Callable[..., Awaitable[Any]], function)(**args)
                 except Exception:
-                    await client.report_outcome(
-                        verified.jti,
-                        sign_outcome(
-                            runner_key, identity=runner, grant=verified.jti, succeeded=False
-                        ),
-                    )
+                    await client.report_outcome(jti, outcome(jti, succeeded=False))
                     raise
-                await client.report_outcome(
-                    verified.jti,
-                    sign_outcome(
-                        runner_key,
-                        identity=runner,
-                        grant=verified.jti,
-                        succeeded=True,
-                        result=_jsonable(value),
-                    ),
-                )
+                await client.report_outcome(jti, outcome(jti, succeeded=True, value=value))
                 return value
 
             return cast(F, run_async)
 
+        if not isinstance(client, ControlPlaneClient):
+            raise TypeError("a ControlPlaneClient governs plain functions")
+
         @functools.wraps(function)
         def run(*positional: Any, **args: Any) -> Any:
-            if positional:
-                raise TypeError("governed functions take keyword arguments only (they are signed)")
-            if not isinstance(client, ControlPlaneClient):
-                raise TypeError("a ControlPlaneClient governs plain functions")
-            audience = client.discovery()["audience"]
-            request = sign_request(
-                key,
-                identity=identity,
-                audience=audience,
-                action=action,
-                resource=resource,
-                args=args,
-                executor=executor,
-            )
-            grant = _granted(client.authorize(request))
-            verified = client.verify_grant(
-                grant,
-                audience=runner,
-                action=action,
-                resource=resource,
-                args=args,
-                understood_obligations=understood_obligations,
-            )
-            client.consume(verified.jti)
+            _keywords_only(positional)
+            grant = _granted(client.authorize(request(client.discovery()["audience"], args)))
+            jti = client.verify_grant(grant, **expected(args)).jti
+            client.consume(jti)
             try:
                 value = function(**args)
             except Exception:
-                client.report_outcome(
-                    verified.jti,
-                    sign_outcome(runner_key, identity=runner, grant=verified.jti, succeeded=False),
-                )
+                client.report_outcome(jti, outcome(jti, succeeded=False))
                 raise
-            client.report_outcome(
-                verified.jti,
-                sign_outcome(
-                    runner_key,
-                    identity=runner,
-                    grant=verified.jti,
-                    succeeded=True,
-                    result=_jsonable(value),
-                ),
-            )
+            client.report_outcome(jti, outcome(jti, succeeded=True, value=value))
             return value
 
         return cast(F, run)
 
     return decorate
+
+
+def _keywords_only(positional: tuple[Any, ...]) -> None:
+    if positional:
+        raise TypeError("governed functions take keyword arguments only (they are signed)")
 
 
 def _granted(result: AuthorizeResult) -> str:

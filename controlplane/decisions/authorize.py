@@ -19,7 +19,7 @@ from typing import Any
 
 from controlplane import jsontext
 from controlplane.decisions.service import EXECUTION_DECISION_PATH, Decision, DecisionService
-from controlplane.errors import ControlPlaneError
+from controlplane.errors import ControlPlaneError, RedisUnavailable
 from controlplane.grants.issue import GrantIssuer
 from controlplane.grants.registry import GrantRegistry
 from controlplane.ledger.evidence import EvidenceLog
@@ -90,6 +90,11 @@ class AuthorizeService:
         if not decision.allowed:
             return await self._deny(_deny_reasons(decision), decision_id, request)
 
+        try:
+            signing_key = await self._issuer.signing_key()
+        except RedisUnavailable as exc:
+            log.warning("no grant signing key: %s", exc.detail)
+            return await self._deny([DenyReason.REDIS_UNAVAILABLE.value], decision_id, request)
         claims = self._issuer.claims(
             request,
             decision_id=decision_id,
@@ -110,8 +115,7 @@ class AuthorizeService:
         except ControlPlaneError as exc:
             log.warning("evidence not stored, allow turned into deny: %s", exc.detail)
             return self._answer("deny", [DenyReason.EVIDENCE_UNAVAILABLE.value], decision_id)
-        grant = await self._issuer.sign(claims)
-        return self._answer("allow", [], decision_id, grant)
+        return self._answer("allow", [], decision_id, self._issuer.sign(claims, signing_key))
 
     async def _deny(
         self, reasons: list[str], decision_id: str | None, request: VerifiedRequest | None

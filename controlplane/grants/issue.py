@@ -16,7 +16,7 @@ from typing import Any
 from controlplane import jsontext
 from controlplane.canonical import sha256_hex
 from controlplane.clock import Clock
-from controlplane.grants.keys import SIGNING_ALGORITHM, KeyRing
+from controlplane.grants.keys import SIGNING_ALGORITHM, KeyRing, SigningKey
 from controlplane.jose import sign_compact
 from controlplane.requests.verify import VerifiedRequest
 
@@ -66,7 +66,12 @@ class GrantIssuer:
             "ledger": None,  # the evidence ledger (issue #5) names the record's index here
         }
 
-    async def sign(self, claims: dict[str, Any]) -> str:
-        key = await self._keys.active()
+    async def signing_key(self) -> SigningKey:
+        """The key the next grant will be signed with; fetched before any evidence says allow, so
+        that a key ring that cannot be loaded ends in a deny, not in an allow without a grant."""
+        return await self._keys.active()
+
+    @staticmethod
+    def sign(claims: dict[str, Any], key: SigningKey) -> str:
         header = {"alg": SIGNING_ALGORITHM, "kid": key.kid, "typ": GRANT_TYPE}
         return sign_compact(header, jsontext.dumps(claims), key.signer)
