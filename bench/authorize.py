@@ -40,7 +40,7 @@ from controlplane.client import AgentKey, sign_request
 from controlplane.grants.verify import verify
 from controlplane.jose import b64url_json
 from tests.support.agents import register
-from tests.support.stack import DECISION_PATH, StackFactory
+from tests.support.stack import DECISION_PATH, Stack, StackFactory
 
 # Generous: a 10 s load at the maximum rate seen here needs ~30k distinct requests.
 MAX_BODIES = 60_000
@@ -58,6 +58,19 @@ def requests(key: AgentKey, identity: str, audience: str, count: int) -> list[by
         ).encode()
         for n in range(count)
     ]
+
+
+def bench_stack(factory: StackFactory, workers: int) -> tuple[Stack, str, AgentKey]:
+    """A stack with production timeouts and no access log, and one registered agent."""
+    stack = factory.stack(
+        WORKERS=str(workers),
+        ACCESS_LOG="false",
+        LOG_LEVEL="warning",
+        OPA_DECISION_TIMEOUT_SECONDS="1.0",
+        REDIS_TIMEOUT_SECONDS="1.0",
+    )
+    identity, key = register(stack)
+    return stack, identity, key
 
 
 def offline_verification(
@@ -98,14 +111,7 @@ def main() -> None:
         workdir = Path(tmp)
         factory = StackFactory(workdir)
         try:
-            stack = factory.stack(
-                WORKERS=str(args.workers),
-                ACCESS_LOG="false",
-                LOG_LEVEL="warning",
-                OPA_DECISION_TIMEOUT_SECONDS="1.0",
-                REDIS_TIMEOUT_SECONDS="1.0",
-            )
-            identity, key = register(stack)
+            stack, identity, key = bench_stack(factory, args.workers)
             audience = stack.api.url
             # The input the control plane builds for one of these requests (decisions.authorize).
             sample_claims = b64url_json(

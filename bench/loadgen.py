@@ -78,10 +78,10 @@ def median_run(runs: list[Run]) -> Run:
     return Run(*(statistics.median(getattr(r, f.name) for r in runs) for f in fields(Run)))
 
 
-def vegeta(
+def vegeta_attack(
     url: str, headers: dict[str, str], bodies: Sequence[bytes], rate: int, duration: int
-) -> tuple[float, float, float, int]:
-    """(throughput, p50 ms, p99 ms, requests) at a fixed `rate`, cycling through `bodies`."""
+) -> bytes:
+    """vegeta's binary results of an open-loop attack at `rate`, cycling through `bodies`."""
     targets = "".join(
         json.dumps(
             {
@@ -94,7 +94,7 @@ def vegeta(
         + "\n"
         for body in bodies
     )
-    attack = subprocess.run(
+    return subprocess.run(
         [
             str(VEGETA),
             "attack",
@@ -107,11 +107,18 @@ def vegeta(
         input=targets.encode(),
         capture_output=True,
         check=True,
-    )
+    ).stdout
+
+
+def vegeta(
+    url: str, headers: dict[str, str], bodies: Sequence[bytes], rate: int, duration: int
+) -> tuple[float, float, float, int]:
+    """(throughput, p50 ms, p99 ms, requests) at a fixed `rate`, cycling through `bodies`."""
+    attack = vegeta_attack(url, headers, bodies, rate, duration)
     report = json.loads(
         subprocess.run(
             [str(VEGETA), "report", "-type=json"],
-            input=attack.stdout,
+            input=attack,
             capture_output=True,
             check=True,
         ).stdout
