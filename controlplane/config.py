@@ -63,6 +63,21 @@ class Settings(BaseSettings):
     grant_key_file: Path | None = None
     grant_record_retention_seconds: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
 
+    # Policies (issue #4): the bundle signing key (sealed like grant keys; generated when absent),
+    # the scope OPA checks, upload limits, the longest long poll, and how long after an activation
+    # a decision may still come from the previous revision while the fleet converges.
+    bundle_key: SecretStr | None = None
+    bundle_key_file: Path | None = None
+    bundle_scope: Annotated[str, Field(min_length=1, max_length=128)] = "governance"
+    max_bundle_bytes: Annotated[int, Field(ge=1024, le=256 * MiB)] = 8 * MiB
+    max_bundle_unpacked_bytes: Annotated[int, Field(ge=1024, le=1024 * MiB)] = 32 * MiB
+    bundle_long_poll_max_seconds: Annotated[int, Field(ge=1, le=300)] = 60
+    policy_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    fleet_forget_after_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 86400
+    # The token the control plane presents to OPA, whose digest the bundle's system.authz admits.
+    opa_client_token: SecretStr | None = None
+    opa_client_token_file: Path | None = None
+
     # Credentials. The admin token bootstraps everything else; it is held only as a digest.
     admin_token: SecretStr | None = None
     token_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
@@ -124,6 +139,19 @@ class Settings(BaseSettings):
         if len(secret) < 12:
             raise ConfigurationError("the key passphrase must be at least 12 characters")
         return secret.encode()
+
+    def resolve_opa_client_token(self) -> str | None:
+        """The token the control plane presents to OPA: the setting, else the file's first line."""
+        if self.opa_client_token is not None:
+            return self.opa_client_token.get_secret_value()
+        if self.opa_client_token_file is None:
+            return None
+        try:
+            return self.opa_client_token_file.read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigurationError(
+                f"cannot read the OPA client token from {self.opa_client_token_file}"
+            ) from exc
 
     def resolve_opa_bin(self) -> Path:
         """The OPA binary to run: `CONTROLPLANE_OPA_BIN`, else the pinned build in the cache."""

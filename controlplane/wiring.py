@@ -7,15 +7,18 @@ the event loop that uses them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from controlplane.clock import Clock, SystemClock
-from controlplane.config import Settings
+from controlplane.config import DEFAULT_OPA_CACHE, Settings
 from controlplane.decisions.authorize import AuthorizeService
 from controlplane.decisions.opa_client import OpaDecisionClient
 from controlplane.decisions.service import DecisionService
@@ -28,6 +31,11 @@ from controlplane.identities.store import IdentityStore
 from controlplane.ledger.decision_logs import DecisionLogStore
 from controlplane.ledger.evidence import EvidenceLog
 from controlplane.observability.metrics import Metrics
+from controlplane.policies.fleet import FleetStore
+from controlplane.policies.keys import BundleKey
+from controlplane.policies.publishing import PolicyPublisher, PublishLimits, token_sha256
+from controlplane.policies.revisions import PolicyState, PolicyStore
+from controlplane.policies.serving import BUNDLE_NAME, BundleServer
 from controlplane.redis_client import connect
 from controlplane.requests.verify import RequestVerifier
 from controlplane.tokens.store import TokenStore
@@ -51,6 +59,12 @@ class Services:
     grants: GrantRegistry
     authorize: AuthorizeService
     consumption: ConsumptionService
+    policies: PolicyStore
+    policy_state: PolicyState
+    bundle_key: BundleKey
+    publisher: PolicyPublisher
+    bundles: BundleServer
+    fleet: FleetStore
 
 
 @asynccontextmanager
@@ -61,15 +75,22 @@ async def open_services(
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     redis = connect(settings.effective_redis_url, timeout_seconds=settings.redis_timeout_seconds)
+    opa_client_token = settings.resolve_opa_client_token()
     opa = OpaDecisionClient(
         settings.opa_url,
         decision_timeout=settings.opa_decision_timeout_seconds,
         connect_timeout=settings.opa_connect_timeout_seconds,
         max_connections=settings.opa_max_connections,
+        token=opa_client_token,
     )
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    decisions = DecisionService(opa, metrics, settings.decision_roots)
     evidence = EvidenceLog(redis, clock)
+    policies = PolicyStore(redis, clock, evidence)
+    policy_state = PolicyState(policies, clock, settings.policy_grace_seconds)
+    bundle_key = BundleKey(
+        redis, clock, passphrase=settings.resolve_key_passphrase(), scope=settings.bundle_scope
+    )
+    decisions = DecisionService(opa, metrics, settings.decision_roots, policy_state, BUNDLE_NAME)
     identities = IdentityStore(redis, clock)
     grants = GrantRegistry(redis, retention_seconds=settings.grant_record_retention_seconds)
     grant_keys = KeyRing(
@@ -129,27 +150,51 @@ async def open_services(
         consumption=ConsumptionService(
             grants, identities, evidence, clock, skew_seconds=settings.clock_skew_seconds
         ),
+        policies=policies,
+        policy_state=policy_state,
+        bundle_key=bundle_key,
+        publisher=PolicyPublisher(
+            policies,
+            bundle_key,
+            opa_bin=settings.opa_bin or DEFAULT_OPA_CACHE,
+            opa_client_token_sha256=[token_sha256(opa_client_token)] if opa_client_token else [],
+            limits=PublishLimits(
+                max_bundle_bytes=settings.max_bundle_bytes,
+                max_unpacked_bytes=settings.max_bundle_unpacked_bytes,
+            ),
+        ),
+        bundles=BundleServer(
+            policies, policy_state, max_wait_seconds=settings.bundle_long_poll_max_seconds
+        ),
+        fleet=FleetStore(redis, clock, forget_after_seconds=settings.fleet_forget_after_seconds),
     )
     try:
-        await grant_keys.start(_read_import(settings))
+        await grant_keys.start(_read_secret(settings.grant_key, settings.grant_key_file))
     except RedisUnavailable as exc:
         # Serve anyway (health, readiness say why); the ring loads on first use once Redis is back.
         log.warning("grant signing keys not loaded yet: %s", exc.detail)
+    try:
+        await bundle_key.load(_read_secret(settings.bundle_key, settings.bundle_key_file))
+    except RedisUnavailable as exc:
+        log.warning("bundle signing key not loaded yet: %s", exc.detail)
     await opa.open()
+    watcher = asyncio.create_task(policy_state.watch(), name="policy-state")
     try:
         yield services
     finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
         await opa.close()
         await redis.aclose()
 
 
-def _read_import(settings: Settings) -> str | None:
-    """The encrypted key of `CONTROLPLANE_GRANT_KEY` or `_FILE`, to import into the ring."""
-    if settings.grant_key is not None:
-        return settings.grant_key.get_secret_value()
-    if settings.grant_key_file is None:
+def _read_secret(value: SecretStr | None, path: Path | None) -> str | None:
+    """A sealed key given as a setting or as a file (`CONTROLPLANE_GRANT_KEY` or `_FILE`, ...)."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
         return None
     try:
-        return settings.grant_key_file.read_text()
+        return path.read_text()
     except OSError as exc:
-        raise ConfigurationError(f"cannot read {settings.grant_key_file}: {exc}") from exc
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc

@@ -11,6 +11,7 @@ collection on nearly every request; raising it cut the API's CPU per decision by
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,12 +27,14 @@ from controlplane.api import problems
 from controlplane.api.middleware import RequestContextMiddleware
 from controlplane.api.routes import (
     authorize,
+    bundles,
     data,
     discovery,
     grants,
     health,
     identities,
     logs,
+    policies,
     tokens,
 )
 from controlplane.config import Settings
@@ -74,6 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
         # every request even when nothing is configured; metrics are Prometheus here.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    # Set when the server starts shutting down, before it waits for open requests: long polls
+    # (`GET /v1/bundles`) answer at once instead of holding the shutdown (api/server.py).
+    app.state.stopping = asyncio.Event()
     problems.install(app)
     app.add_middleware(
         RequestContextMiddleware,
@@ -82,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         body_limits={
             "/v1/logs": settings.max_log_body_bytes,
             "/v1/authorize": settings.max_request_bytes,
+            "/v1/policies": settings.max_bundle_bytes,
         },
         access_log=settings.access_log,
     )
@@ -92,6 +99,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for router in (
         health.router,
+        policies.router,
+        bundles.router,
         discovery.router,
         data.router,
         grants.router,

@@ -17,6 +17,7 @@ import tempfile
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from controlplane.api.app import create_app
 from controlplane.config import Settings
@@ -61,7 +62,17 @@ def run_worker(settings: Settings, *, reuse_port: bool) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling the app as soon as a shutdown starts (`app.state.stopping`)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        app = self.config.app
+        if isinstance(app, FastAPI):
+            app.state.stopping.set()
+        super().handle_exit(sig, frame)
 
 
 def serve(settings: Settings) -> int:

@@ -30,9 +30,20 @@ class ApiClient:
     def __exit__(self, *_: object) -> None:
         self._http.close()
 
-    def call(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(
+                method, path, json=json, params=params, content=content, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise Unavailable(f"cannot reach the control plane at {self._base_url}: {exc}") from exc
         if response.status_code >= 400:

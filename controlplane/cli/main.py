@@ -1,4 +1,4 @@
-"""The `controlplane` command: `up`, `serve`, `token`, `identity`, `keys`, `grant`.
+"""The `controlplane` command: `up`, `serve`, `token`, `identity`, `keys`, `grant`, `policy`.
 
 Errors are mapped to exit codes here and only here (see `EXIT_CODES`); commands never format an
 error themselves.
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli import grants, identities, keys, tokens
+from controlplane.cli import grants, identities, keys, policies, tokens
 from controlplane.config import load_settings
 from controlplane.errors import (
     ConfigurationError,
@@ -46,6 +46,7 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(identities.app, name="identity")
 app.add_typer(keys.app, name="keys")
 app.add_typer(grants.app, name="grant")
+app.add_typer(policies.app, name="policy")
 
 
 @app.command()

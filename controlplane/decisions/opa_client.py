@@ -63,8 +63,11 @@ class OpaDecisionClient:
         decision_timeout: float,
         connect_timeout: float,
         max_connections: int,
+        token: str | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        # OPA runs with --authentication=token; its system.authz admits this token's digest.
+        self._headers = {**_JSON, **({"Authorization": f"Bearer {token}"} if token else {})}
         self._timeout = aiohttp.ClientTimeout(total=decision_timeout, sock_connect=connect_timeout)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -97,7 +100,7 @@ class OpaDecisionClient:
         if metrics:
             url += "&metrics=true"
         try:
-            async with session.post(url, data=body, headers=_JSON) as response:
+            async with session.post(url, data=body, headers=self._headers) as response:
                 raw = await _read_bounded(response)
                 status = response.status
         except TimeoutError:
@@ -125,6 +128,27 @@ class OpaDecisionClient:
             return OpaHealth(False, "OPA health check timed out")
         except (aiohttp.ClientError, OSError, _ResponseTooLargeError) as exc:
             return OpaHealth(False, f"OPA could not be reached: {exc!r}")
+
+    async def active_revision(self, bundle: str) -> str | None:
+        """The revision of `bundle` OPA has active, from its status API (`GET /v1/status`, OPA
+        docs `rest-api.md`), which unlike a data query leaves no decision-log entry. None when
+        OPA cannot say."""
+        session = self._require_session()
+        try:
+            async with session.get(f"{self._base}/v1/status", headers=self._headers) as response:
+                raw = await _read_bounded(response)
+                if response.status != 200:
+                    return None
+        except (TimeoutError, aiohttp.ClientError, OSError, _ResponseTooLargeError):
+            return None
+        try:
+            status = jsontext.loads(raw)
+        except InvalidInput:
+            return None
+        bundles = status.get("result", {}).get("bundles") if isinstance(status, dict) else None
+        state = bundles.get(bundle) if isinstance(bundles, dict) else None
+        revision = state.get("active_revision") if isinstance(state, dict) else None
+        return revision if isinstance(revision, str) and revision else None
 
     def _require_session(self) -> aiohttp.ClientSession:
         if self._session is None:

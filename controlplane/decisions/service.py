@@ -7,7 +7,9 @@ the first failure names the deny reason:
 1. OPA answered at all (`opa_unreachable`, `opa_timeout`), with HTTP 200 (`opa_error`);
 2. the answer came from a loaded bundle, i.e. `provenance.bundles` names one (`opa_not_ready`):
    an OPA with no policy answers every query with "undefined", which must not look like a verdict;
-3. `result` is present (`opa_undefined`) and of the type expected at that path
+3. the deciding revision (`provenance.bundles.governance.revision`) is acceptable
+   (`policy_revoked`, `policy_not_active`, `policy_stale`; `policies.revisions.PolicyState`);
+4. `result` is present (`opa_undefined`) and of the type expected at that path
    (`opa_malformed_result`).
 
 On any failure the caller still gets OPA's response shape, with the path's deny value as `result`
@@ -21,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from controlplane import jsontext
 from controlplane.decisions.opa_client import OpaDecisionClient, OpaFailure
@@ -37,6 +39,10 @@ MAX_PATH_SEGMENTS = 32
 REFUSED_OPTIONS = frozenset({"explain", "instrument"})
 
 log = logging.getLogger(__name__)
+
+
+class RevisionCheck(Protocol):
+    def check(self, revision: str | None) -> DenyReason | None: ...
 
 
 class ResultShape(Enum):
@@ -78,8 +84,17 @@ class Decision:
 
 
 class DecisionService:
-    def __init__(self, opa: OpaDecisionClient, metrics: Metrics, roots: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        opa: OpaDecisionClient,
+        metrics: Metrics,
+        roots: tuple[str, ...],
+        revisions: RevisionCheck,
+        bundle: str,
+    ) -> None:
         self._opa = opa
+        self._revisions = revisions
+        self._bundle = bundle
         self._metrics = metrics
         self._roots = tuple(tuple(root.split("/")) for root in roots)
 
@@ -148,8 +163,15 @@ class DecisionService:
         decision_id = answer.get("decision_id")
         provenance = answer.get("provenance")
         bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+        revision_denied = None
+        if isinstance(bundles, dict) and bundles:
+            deciding = bundles.get(self._bundle)
+            revision = deciding.get("revision") if isinstance(deciding, dict) else None
+            revision_denied = self._revisions.check(revision if isinstance(revision, str) else None)
         if not isinstance(bundles, dict) or not bundles:
             reason = DenyReason.OPA_NOT_READY
+        elif revision_denied is not None:
+            reason = revision_denied
         elif "result" not in answer:
             reason = DenyReason.OPA_UNDEFINED
         elif not shape.conforms(answer["result"]):

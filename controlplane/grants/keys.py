@@ -1,9 +1,7 @@
 """Grant signing keys: an Ed25519 key ring shared by every replica through Redis, encrypted at rest.
 
-Each private key is kept as a JWE (RFC 7516) of its JWK, encrypted with PBES2-HS512+A256KW from the
-operator's passphrase (RFC 7518 §4.8, the form RFC 7517 §11 suggests for private JWKs), with
-210,000 PBKDF2 iterations (OWASP's figure for PBKDF2-HMAC-SHA512). Redis and its append-only file
-therefore never hold a usable private key, and neither does a key file given to
+Each private key is sealed with the operator's passphrase (`controlplane.sealing`), so Redis and
+its append-only file never hold a usable private key, and neither does a key file given to
 `CONTROLPLANE_GRANT_KEY_FILE`. The `kid` is the key's RFC 7638 JWK thumbprint.
 
 Rotation makes a new key active and retires the old one, which stays in the JWKS until the last
@@ -20,9 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from joserfc import jwe
 from joserfc.errors import JoseError
-from joserfc.jwk import OctKey, OKPKey
+from joserfc.jwk import OKPKey
 from nacl.signing import SigningKey as Signer
 from redis.asyncio import Redis
 
@@ -30,11 +27,10 @@ from controlplane.clock import Clock, rfc3339
 from controlplane.errors import ConfigurationError, InvalidInput, RedisUnavailable
 from controlplane.jose import ed25519_signer
 from controlplane.redis_client import redis_errors
+from controlplane.sealing import UnsealError, seal, unseal
 
 _RING = "cp:grant-keys"  # hash: kid -> JSON {jwe, public_jwk, created_at, retired_at, not_after}
 _ACTIVE = "cp:grant-keys:active"
-_KEY_ENCRYPTION = {"alg": "PBES2-HS512+A256KW", "enc": "A256GCM", "cty": "jwk+json", "p2c": 210_000}
-_JWE_ALGORITHMS = ["PBES2-HS512+A256KW", "A256GCM"]
 SIGNING_ALGORITHM = "EdDSA"
 REFRESH_SECONDS = 5.0
 
@@ -219,19 +215,13 @@ class KeyRing:
 
 
 def _encrypt(key: OKPKey, passphrase: bytes) -> str:
-    plaintext = json.dumps(key.as_dict(private=True)).encode()
-    return jwe.encrypt_compact(
-        _KEY_ENCRYPTION, plaintext, OctKey.import_key(passphrase), algorithms=_JWE_ALGORITHMS
-    )
+    return seal(key.as_dict(private=True), passphrase)
 
 
 def _decrypt(encrypted: str, passphrase: bytes) -> OKPKey:
     try:
-        plain = jwe.decrypt_compact(
-            encrypted, OctKey.import_key(passphrase), algorithms=_JWE_ALGORITHMS
-        ).plaintext
-        key = OKPKey.import_key(json.loads(plain or b""))
-    except (JoseError, ValueError) as exc:
+        key = OKPKey.import_key(unseal(encrypted, passphrase))
+    except (UnsealError, JoseError, ValueError) as exc:
         raise ConfigurationError(
             "a grant signing key cannot be decrypted: wrong CONTROLPLANE_KEY_PASSPHRASE, "
             "or not a key written by `controlplane keys generate`"

@@ -2,8 +2,10 @@
 
 OPA is ready when `GET /health?bundles&plugins` answers 200: it can evaluate, every configured
 bundle has been activated at least once, and every plugin (decision logs included) is OK (OPA docs
-`rest-api.md`, Health API). The grant signing keys must be loaded. Issue #4 adds the
-acceptable-revision check.
+`rest-api.md`, Health API). The grant signing keys must be loaded. And OPA must run an acceptable
+policy revision: anything but a revoked one, and only while some revision is active; a previous
+revision during a rollout is fine, so that an activation never takes every replica out of service
+(issue #4).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from redis.asyncio import Redis
 from controlplane.decisions.opa_client import OpaDecisionClient
 from controlplane.errors import ControlPlaneError, RedisUnavailable
 from controlplane.grants.keys import KeyRing
+from controlplane.policies.revisions import PolicyState
 from controlplane.redis_client import redis_errors
 
 
@@ -26,9 +29,18 @@ class Readiness:
     checks: dict[str, dict[str, Any]]
 
 
-async def check_readiness(redis: Redis, opa: OpaDecisionClient, keys: KeyRing) -> Readiness:
-    redis_check, opa_check, keys_check = await asyncio.gather(_redis(redis), _opa(opa), _keys(keys))
-    checks = {"redis": redis_check, "opa": opa_check, "signing_keys": keys_check}
+async def check_readiness(
+    redis: Redis, opa: OpaDecisionClient, keys: KeyRing, policy: PolicyState, bundle: str
+) -> Readiness:
+    redis_check, opa_check, keys_check, policy_check = await asyncio.gather(
+        _redis(redis), _opa(opa), _keys(keys), _policy(opa, policy, bundle)
+    )
+    checks = {
+        "redis": redis_check,
+        "opa": opa_check,
+        "signing_keys": keys_check,
+        "policy": policy_check,
+    }
     return Readiness(all(check["ok"] for check in checks.values()), checks)
 
 
@@ -52,3 +64,16 @@ async def _keys(keys: KeyRing) -> dict[str, Any]:
     except ControlPlaneError as exc:
         return {"ok": False, "detail": exc.detail}
     return {"ok": True, "detail": f"active kid {active.kid}"}
+
+
+async def _policy(opa: OpaDecisionClient, policy: PolicyState, bundle: str) -> dict[str, Any]:
+    revision = await opa.active_revision(bundle)
+    snapshot = policy.snapshot
+    if snapshot is None:
+        return {"ok": False, "detail": "the policy state has not been read from Redis yet"}
+    if snapshot.active is None:
+        return {"ok": False, "detail": "no policy revision is active"}
+    if not policy.acceptable(revision):
+        return {"ok": False, "detail": f"OPA runs revision {revision}, which is not acceptable"}
+    current = "active" if revision == snapshot.active.revision else "previous"
+    return {"ok": True, "detail": f"OPA runs the {current} revision {revision}"}

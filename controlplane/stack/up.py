@@ -1,7 +1,9 @@
 """`controlplane up`: start Redis, the API and OPA, wait until each is ready, supervise them.
 
-Order of start: Redis (unless `CONTROLPLANE_REDIS_URL` names one), then the API (it must be up
-before OPA's first decision-log upload), then OPA; the API is ready only once OPA is. Order of
+Order of start: Redis (unless `CONTROLPLANE_REDIS_URL` names one), then the API (OPA pulls its
+bundle from it), then, on a fresh state, the policy of `rego/` built, published and activated
+through the API (`stack.seed`), then OPA, configured with the API's bundle verification key; the
+API is ready only once OPA runs an acceptable revision. Order of
 stop, on Ctrl-C or when any child dies: OPA (it flushes its decision logs to the API), the API,
 Redis. Everything that can go wrong before start-up (a port in use, a missing binary, no policy
 directory) is found first and reported in one line, before anything is started.
@@ -28,8 +30,9 @@ from controlplane.errors import ConfigurationError, ControlPlaneError, RedisUnav
 from controlplane.redis_client import connect, redis_errors
 from controlplane.secretfile import read_or_create_secret, write_secret
 from controlplane.stack.children import Child, child_env
-from controlplane.stack.opa_server import opa_argv, opa_config, stage_bundle
+from controlplane.stack.opa_server import opa_argv, opa_config
 from controlplane.stack.redis_server import redis_argv
+from controlplane.stack.seed import build_unsigned, publish_and_activate, verification_key
 from controlplane.tokens.roles import Role
 from controlplane.wiring import open_services
 
@@ -37,6 +40,7 @@ START_TIMEOUT_SECONDS = 30.0
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
 OPA_TOKEN_FILE = "opa.token"  # noqa: S105 (a file name)
+OPA_CLIENT_TOKEN_FILE = "opa-client.token"  # noqa: S105 (what the API presents to OPA)
 KEY_PASSPHRASE_FILE = "key-passphrase"  # noqa: S105 (a file name)
 
 
@@ -111,9 +115,7 @@ class Stack:
     async def run(self) -> int:
         redis_bin, opa_bin = self.preflight()
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        revision = stage_bundle(
-            self.settings.policy_dir, self.settings.bundle_template_dir, self.state / "bundles"
-        )
+        seed = build_unsigned(self.settings.policy_dir, self.settings.bundle_template_dir)
         given = self.settings.admin_token
         admin_token = read_or_create_secret(
             self.state / ADMIN_TOKEN_FILE, given.get_secret_value() if given else None
@@ -135,11 +137,7 @@ class Stack:
                 redis = await self._start("redis", argv)
                 await self._wait(redis, "Redis to answer PING", self._redis_answers)
             await self._register_opa_token()
-            config_file = self.state / "opa-config.json"
-            config = opa_config(
-                api_url=self.api_url, token_path=self.state / OPA_TOKEN_FILE, instance="dev"
-            )
-            config_file.write_text(jsontext.dumps(config).decode())
+            client_token = self._opa_client_token()
             api = await self._start(
                 "api",
                 [sys.executable, "-m", "controlplane", "serve"],
@@ -147,16 +145,34 @@ class Stack:
                     CONTROLPLANE_REDIS_URL=self.redis_url,
                     CONTROLPLANE_OPA_URL=self.opa_url,
                     CONTROLPLANE_ADMIN_TOKEN=admin_token,
+                    CONTROLPLANE_OPA_CLIENT_TOKEN_FILE=str(client_token),
                     **key_passphrase,
                 ),
             )
             await self._wait(
                 api, "the API to answer /healthz", self._http_ok(f"{self.api_url}/healthz")
             )
+            activation = await asyncio.to_thread(
+                publish_and_activate,
+                self.api_url,
+                admin_token,
+                seed,
+                reason=f"seeded by controlplane up from {self.settings.policy_dir}",
+                only_if_none_active=True,
+            )
+            revision = str(activation["revision"])
+            config_file = self.state / "opa-config.json"
+            config = opa_config(
+                api_url=self.api_url,
+                token_path=self.state / OPA_TOKEN_FILE,
+                instance="dev",
+                verification_key=await asyncio.to_thread(verification_key, self.api_url),
+            )
+            config_file.write_text(jsontext.dumps(config).decode())
             opa = await self._start(
                 "opa",
                 opa_argv(opa_bin, port=self.settings.opa_port, config_file=config_file),
-                cwd=self.state / "bundles",
+                cwd=self.state,
             )
             await self._wait(
                 opa, "OPA to activate its bundle", self._http_ok(f"{self.opa_url}/health?bundles")
@@ -218,6 +234,12 @@ class Stack:
 
         return probe
 
+    def _opa_client_token(self) -> Path:
+        """The token the API presents to OPA (its digest goes into every bundle it signs)."""
+        path = self.state / OPA_CLIENT_TOKEN_FILE
+        read_or_create_secret(path, None)
+        return path
+
     async def _register_opa_token(self) -> None:
         """Register the token OPA presents on `/v1/logs` (kept in the state directory)."""
         path = self.state / OPA_TOKEN_FILE
@@ -261,7 +283,7 @@ class Stack:
             f"""
 controlplane is up
   API          {self.api_url}   (OpenAPI: {self.api_url}/docs)
-  OPA          {self.opa_url}   (bundle governance, revision {revision[:12]})
+  OPA          {self.opa_url}   (bundle governance, active revision {revision[:12]})
   Redis        {self.redis_url}{redis_note}
   admin token  {admin_token}
 

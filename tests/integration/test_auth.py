@@ -29,6 +29,7 @@ PUBLIC = {
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/v1/policies/verification-key"),
 }
 # The table of DESIGN.md §4, written out independently of the code under test.
 PROTECTED = {
@@ -51,6 +52,15 @@ PROTECTED = {
     ("POST", "/v1/grants/{jti}/outcome"): {Role.EXECUTOR, Role.SERVICE, Role.ADMIN},
     ("GET", "/v1/grants/{jti}"): {Role.AUDITOR, Role.ADMIN},
     ("POST", "/v1/grant-keys/rotate"): {Role.ADMIN},
+    ("POST", "/v1/policies"): {Role.POLICY_AUTHOR, Role.ADMIN},
+    ("GET", "/v1/policies"): {Role.POLICY_AUTHOR, Role.ADMIN},
+    ("GET", "/v1/policies/{revision}"): {Role.POLICY_AUTHOR, Role.ADMIN},
+    ("POST", "/v1/policies/{revision}/activate"): {Role.ADMIN},
+    ("POST", "/v1/policies/rollback"): {Role.ADMIN},
+    ("POST", "/v1/policies/{revision}/revoke"): {Role.ADMIN},
+    ("GET", "/v1/bundles/{name:path}"): {Role.OPA, Role.ADMIN},
+    ("POST", "/v1/status"): {Role.OPA},
+    ("GET", "/v1/fleet"): {Role.SRE, Role.AUDITOR, Role.ADMIN},
 }
 SAMPLE_PARAMS = {
     "path": "governance/execution/decision",
@@ -58,6 +68,8 @@ SAMPLE_PARAMS = {
     "identity_id": "agent:nobody-here",
     "kid": "k1",
     "jti": "00000000-0000-0000-0000-000000000000",
+    "revision": "0" * 64,
+    "name": "governance",
 }
 
 

@@ -24,7 +24,7 @@ import httpx
 import redis
 
 from controlplane.config import DEFAULT_OPA_CACHE
-from controlplane.stack.opa_server import opa_argv, opa_config, stage_bundle
+from controlplane.stack.opa_server import opa_argv, opa_config
 from controlplane.stack.redis_server import redis_argv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +142,8 @@ class RedisServer(Process):
 
 
 class OpaServer(Process):
-    """OPA with the given policy directory as its bundle (or none), logging to an API."""
+    """OPA pulling the signed `governance` bundle from an API, locked with token authentication;
+    or, without `verification_key`, an OPA with no policy at all (and so unlocked)."""
 
     def __init__(
         self,
@@ -151,33 +152,35 @@ class OpaServer(Process):
         port: int,
         api_url: str,
         opa_token: str,
-        policy_dir: Path | None = POLICY_DIR,
+        verification_key: dict[str, str] | None,
+        polling: dict[str, int] | None = None,
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
-        home = workdir / f"opa-{self.port}"
-        bundles = home / "bundles"
-        bundles.mkdir(parents=True)
-        self.revision = None
-        if policy_dir is not None:
-            self.revision = stage_bundle(policy_dir, BUNDLE_TEMPLATE, bundles)
-        token_path = home / "opa.token"
-        token_path.write_text(opa_token)
-        config = home / "config.json"
-        config.write_text(
-            json.dumps(
-                opa_config(api_url=api_url, token_path=token_path, instance=f"test-{self.port}")
-            )
+        self.home = workdir / f"opa-{self.port}"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.token_path = self.home / "opa.token"
+        self.token_path.write_text(opa_token)
+        self.config_path = self.home / "config.json"
+        self.config = opa_config(
+            api_url=api_url,
+            token_path=self.token_path,
+            instance=f"test-{self.port}",
+            verification_key=verification_key,
+            polling=polling,
         )
+        self.config_path.write_text(json.dumps(self.config))
         argv = opa_argv(
-            OPA_BIN, port=self.port, config_file=config, bundle="governance" if policy_dir else None
+            OPA_BIN, port=self.port, config_file=self.config_path, locked=bool(verification_key)
         )
-        super().__init__(f"opa-{self.port}", argv, workdir=workdir, cwd=bundles)
+        super().__init__(f"opa-{self.port}", argv, workdir=workdir, cwd=self.home)
 
     def start(self) -> None:
         super().start()
 
         def healthy() -> bool:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise AssertionError(f"OPA exited:\n{self.log()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 return httpx.get(f"{self.url}/health?bundles", timeout=1).status_code == 200
             return False

@@ -12,8 +12,10 @@ import httpx
 
 from controlplane.decisions.demo import DEMO_INPUT
 from controlplane.ledger.evidence import STREAM_KEY
+from controlplane.stack.seed import build_unsigned, publish_and_activate, verification_key
 from controlplane.tokens.roles import Role
 from tests.support.processes import (
+    BUNDLE_TEMPLATE,
     POLICY_DIR,
     ApiServer,
     OpaServer,
@@ -66,6 +68,9 @@ class StackFactory:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.admin_token = "cp_test_admin_" + secrets.token_urlsafe(24)
+        # One token for every API to present to OPA: the policies they publish carry its digest,
+        # so stacks sharing a Redis (and so a policy) can all talk to their OPA.
+        self.opa_client_token = "cp_test_opa_client_" + secrets.token_urlsafe(24)
         self._processes: list[Process] = []
         self._shared_redis: RedisServer | None = None
 
@@ -82,25 +87,57 @@ class StackFactory:
         policy_dir: Path | None = POLICY_DIR,
         **settings: str,
     ) -> Stack:
-        """API and OPA on free ports, with the session's shared Redis unless one is given."""
-        if redis is None:
+        """API and OPA on free ports, the API seeded with `policy_dir` (published and activated,
+        as an admin would) and OPA pulling it. The session's shared Redis holds the default
+        policy; any other policy, and `redis=...`, get a Redis of their own, since the active
+        revision is shared by everything on one Redis."""
+        if redis is None and policy_dir == POLICY_DIR:
             self._shared_redis = self._shared_redis or self.redis()
             redis = self._shared_redis
+        redis = redis or self.redis()
         opa_port = free_port()
         api = ApiServer(
             self.workdir,
             redis_url=redis.url,
             opa_url=f"http://127.0.0.1:{opa_port}",
             admin_token=self.admin_token,
-            **settings,
+            **{"opa_client_token": self.opa_client_token, **settings},
         )
         self._track(api)
-        opa_token = create_token(api.url, self.admin_token, Role.OPA, f"opa on {opa_port}")
+        key = None
+        if policy_dir is not None:
+            publish_and_activate(
+                api.url,
+                self.admin_token,
+                build_unsigned(policy_dir, BUNDLE_TEMPLATE),
+                reason="test fixture",
+                only_if_none_active=False,
+            )
+            key = verification_key(api.url)
+        opa = self.opa(api, port=opa_port, verification_key=key)
+        return Stack(redis, api, opa, self.admin_token)
+
+    def opa(
+        self,
+        api: ApiServer,
+        *,
+        port: int | None = None,
+        verification_key: dict[str, str] | None,
+        polling: dict[str, int] | None = None,
+    ) -> OpaServer:
+        """One more OPA pulling from `api` (with its own `opa` token)."""
+        port = port or free_port()
+        opa_token = create_token(api.url, self.admin_token, Role.OPA, f"opa on {port}")
         opa = OpaServer(
-            self.workdir, port=opa_port, api_url=api.url, opa_token=opa_token, policy_dir=policy_dir
+            self.workdir,
+            port=port,
+            api_url=api.url,
+            opa_token=opa_token,
+            verification_key=verification_key,
+            polling=polling,
         )
         self._track(opa)
-        return Stack(redis, api, opa, self.admin_token)
+        return opa
 
     def _track(self, process: Process) -> None:
         self._processes.append(process)

@@ -11,6 +11,7 @@ from controlplane.api.deps import ServicesDep
 from controlplane.api.problems import problem
 from controlplane.observability.metrics import CONTENT_TYPE
 from controlplane.observability.readiness import check_readiness
+from controlplane.policies.serving import BUNDLE_NAME
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +23,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Redis answers and OPA is ready (bundles activated, plugins OK)")
 async def readyz(request: Request, services: ServicesDep) -> Response:
-    report = await check_readiness(services.redis, services.opa, services.grant_keys)
+    report = await check_readiness(
+        services.redis, services.opa, services.grant_keys, services.policy_state, BUNDLE_NAME
+    )
     if report.ready:
         return JSONResponse({"status": "ready", "checks": report.checks})
     return problem(
