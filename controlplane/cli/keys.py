@@ -14,6 +14,7 @@ from controlplane.client import AgentKey
 from controlplane.config import load_settings
 from controlplane.errors import Conflict
 from controlplane.grants.keys import generate_encrypted_key
+from controlplane.policies.keys import generate_sealed_key
 from controlplane.secretfile import write_secret
 
 app = typer.Typer(help="Identity keys and grant signing keys.", no_args_is_help=True)
@@ -40,11 +41,17 @@ def agent_key(
 def generate_grant_key(
     out: OutFile,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    bundle: Annotated[
+        bool, typer.Option("--bundle", help="A bundle signing key (ES256) instead.")
+    ] = False,
 ) -> None:
-    """Generate a grant signing key encrypted with CONTROLPLANE_KEY_PASSPHRASE(_FILE), for
-    CONTROLPLANE_GRANT_KEY_FILE. Prints its kid."""
+    """Generate a grant signing key (or, with --bundle, a bundle signing key) encrypted with
+    CONTROLPLANE_KEY_PASSPHRASE(_FILE), for CONTROLPLANE_GRANT_KEY_FILE (or
+    CONTROLPLANE_BUNDLE_KEY_FILE). Prints its key id."""
     _refuse_overwrite(out, force)
-    kid, encrypted = generate_encrypted_key(load_settings().resolve_key_passphrase())
+    passphrase = load_settings().resolve_key_passphrase()
+    generate = generate_sealed_key if bundle else generate_encrypted_key
+    kid, encrypted = generate(passphrase)
     write_secret(out, encrypted)
     typer.echo(kid)
 

@@ -143,6 +143,14 @@ def revoke(
         )
 
 
+@app.command("rotate-key")
+def rotate_key(reason: Reason, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Sign bundles with a new key from now on (stored revisions are re-signed, same ids);
+    then roll every OPA with the new key id (docs/policies.md)."""
+    with ApiClient(url, admin_token(token), timeout=120) as api:
+        echo_json(api.call("POST", "/v1/policies/verification-key/rotate", json={"reason": reason}))
+
+
 @app.command("list")
 def list_revisions(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """The published revisions, newest first."""

@@ -51,52 +51,75 @@ def generate_sealed_key(passphrase: bytes) -> tuple[str, str]:
 
 
 class BundleKey:
+    """The one bundle signing key, read from Redis on each use (one GET: publishing and key
+    lookups are rare) so that a rotation by any replica is seen by all; unsealed once per key."""
+
     def __init__(self, redis: Redis, clock: Clock, *, passphrase: bytes, scope: str) -> None:
         self._redis = redis
         self._clock = clock
         self._passphrase = passphrase
         self._scope = scope
-        self._signer: BundleSigner | None = None
-        self._verification: VerificationKey | None = None
+        self._signers: dict[str, BundleSigner] = {}
 
     async def load(self, import_sealed: str | None = None) -> VerificationKey:
         """Load the key, creating it (or storing `import_sealed`) if Redis has none yet. When
         several replicas start at once, the first to store a key wins and the others use it."""
-        if self._verification is not None:
-            return self._verification
-        if import_sealed is not None:
-            private = _unseal(import_sealed, self._passphrase)
-            sealed = import_sealed.strip()
-        else:
-            private = generate_key()
-            sealed = _seal(private, self._passphrase)
-        candidate = {
-            "sealed": sealed,
+        with redis_errors("loading the bundle signing key"):
+            present = await self._redis.exists(_KEY)
+        if present and import_sealed is None:
+            return self._verification(await self._stored())
+        candidate = self._entry(
+            _unseal(import_sealed, self._passphrase) if import_sealed else generate_key(),
+            import_sealed,
+        )
+        with redis_errors("loading the bundle signing key"):
+            await self._redis.set(_KEY, json.dumps(candidate), nx=True)
+        stored = await self._stored()
+        if import_sealed is not None and stored["keyid"] != candidate["keyid"]:
+            raise ConfigurationError(
+                f"CONTROLPLANE_BUNDLE_KEY holds key {candidate['keyid']} but the control plane "
+                f"already signs with {stored['keyid']}; to change keys, rotate (docs/policies.md)"
+            )
+        return self._verification(stored)
+
+    async def rotate(self) -> tuple[VerificationKey, VerificationKey]:
+        """Make a new key the signing key. Returns (previous, new)."""
+        previous = await self._stored()
+        entry = self._entry(generate_key(), None)
+        with redis_errors("rotating the bundle signing key"):
+            await self._redis.set(_KEY, json.dumps(entry))
+        return self._verification(previous), self._verification(entry)
+
+    async def signer(self) -> BundleSigner:
+        stored = await self._stored()
+        keyid = stored["keyid"]
+        if keyid not in self._signers:
+            private = _unseal(stored["sealed"], self._passphrase)
+            self._signers[keyid] = BundleSigner(private, keyid, self._scope)
+        return self._signers[keyid]
+
+    async def verification_key(self) -> VerificationKey:
+        return self._verification(await self._stored())
+
+    async def _stored(self) -> dict[str, str]:
+        with redis_errors("reading the bundle signing key"):
+            raw = await self._redis.get(_KEY)
+        if raw is None:
+            raise ConfigurationError(
+                "no bundle signing key yet: the control plane creates one at start"
+            )
+        return dict(json.loads(raw))
+
+    def _entry(self, private: ec.EllipticCurvePrivateKey, sealed: str | None) -> dict[str, str]:
+        return {
+            "sealed": sealed.strip() if sealed else _seal(private, self._passphrase),
             "keyid": keyid_of(private.public_key()),
             "public_key_pem": public_pem(private.public_key()),
             "created_at": rfc3339(self._clock.now()),
         }
-        with redis_errors("loading the bundle signing key"):
-            await self._redis.set(_KEY, json.dumps(candidate), nx=True)
-            stored = json.loads(await self._redis.get(_KEY) or b"{}")
-        if import_sealed is not None and stored["keyid"] != candidate["keyid"]:
-            raise ConfigurationError(
-                f"CONTROLPLANE_BUNDLE_KEY holds key {candidate['keyid']} but the control plane "
-                f"already signs with {stored['keyid']}: rotate the fleet first (docs/policies.md)"
-            )
-        key = _unseal(stored["sealed"], self._passphrase)
-        self._signer = BundleSigner(key, stored["keyid"], self._scope)
-        self._verification = VerificationKey(stored["keyid"], self._scope, stored["public_key_pem"])
-        return self._verification
 
-    async def signer(self) -> BundleSigner:
-        await self.load()
-        if self._signer is None:
-            raise ConfigurationError("the bundle signing key is not loaded")
-        return self._signer
-
-    async def verification_key(self) -> VerificationKey:
-        return await self.load()
+    def _verification(self, stored: dict[str, str]) -> VerificationKey:
+        return VerificationKey(stored["keyid"], self._scope, stored["public_key_pem"])
 
 
 def _seal(key: ec.EllipticCurvePrivateKey, passphrase: bytes) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.errors import ConfigurationError, InvalidEntity
+from controlplane.ledger.evidence import EvidenceLog
 from controlplane.policies import bundle
 from controlplane.policies.keys import BundleKey
 from controlplane.policies.revisions import PolicyStore
@@ -130,6 +131,49 @@ class PolicyPublisher:
             "files": sorted(n for n in built.files if n not in (".manifest", ".signatures.json")),
         }
         return await self._store.publish(built.revision, built.data, meta, actor=actor)
+
+    async def rotate_key(self, *, actor: str, reason: str, evidence: EvidenceLog) -> dict[str, Any]:
+        """Sign with a new bundle key from now on, and re-sign every stored revision that is not
+        revoked with it. Revisions derive from content, not signatures, so each keeps its id and
+        ETag: running OPAs see 304 and keep what they have (docs/policies.md)."""
+        previous, new = await self._key.rotate()
+        signer = await self._key.signer()
+        resigned = []
+        for meta in await self._store.revisions():
+            if meta["status"] == "revoked":
+                continue
+            revision = meta["revision"]
+            data = await self._store.bundle(revision)
+            if data is None:
+                continue
+            opened = bundle.read(
+                data,
+                max_bytes=self._limits.max_unpacked_bytes,
+                max_files=self._limits.max_files,
+                max_file_bytes=self._limits.max_unpacked_bytes,
+            )
+            manifest = opened.manifest or {}
+            built = bundle.build(
+                {n: d for n, d in opened.files.items() if n != ".manifest"},
+                roots=list(manifest.get("roots", DEFAULT_ROOTS)),
+                metadata=dict(manifest.get("metadata", {})),
+                signer=signer,
+            )
+            if built.revision != revision:
+                raise ConfigurationError(f"re-signing {revision} changed its revision")
+            await self._store.replace_bundle(revision, built.data, built.digest)
+            resigned.append(revision)
+        await evidence.append(
+            evidence.record(
+                "cp.admin.policy.key_rotate",
+                actor=actor,
+                reason=reason,
+                previous_keyid=previous.keyid,
+                keyid=new.keyid,
+                resigned=resigned,
+            )
+        )
+        return {"previous": previous.as_json(), "current": new.as_json(), "resigned": resigned}
 
     async def _opa_check(self, files: Mapping[str, bytes]) -> None:
         """`opa check --bundle` on the files: what OPA would refuse to activate."""

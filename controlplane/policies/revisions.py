@@ -232,6 +232,15 @@ class PolicyStore:
         ]
         return sorted(found, key=lambda meta: str(meta["published_at"]), reverse=True)
 
+    async def replace_bundle(self, revision: str, data: bytes, digest: str) -> None:
+        """Store a re-signed bundle of the same revision (after a bundle key rotation)."""
+        meta = await self.revision(revision)
+        stored = {k: v for k, v in meta.items() if k not in ("status", "revoked")}
+        stored.update(digest=digest, size=len(data))
+        with redis_errors("storing a re-signed policy bundle"):
+            await self._redis.set(_BUNDLE + revision, data)
+            await self._redis.hset(_REVISIONS, revision, jsontext.dumps(stored))
+
     async def bundle(self, revision: str) -> bytes | None:
         with redis_errors("reading a policy bundle"):
             data = await self._redis.get(_BUNDLE + revision)

@@ -53,6 +53,7 @@ PROTECTED = {
     ("GET", "/v1/grants/{jti}"): {Role.AUDITOR, Role.ADMIN},
     ("POST", "/v1/grant-keys/rotate"): {Role.ADMIN},
     ("POST", "/v1/policies"): {Role.POLICY_AUTHOR, Role.ADMIN},
+    ("POST", "/v1/policies/verification-key/rotate"): {Role.ADMIN},
     ("GET", "/v1/policies"): {Role.POLICY_AUTHOR, Role.ADMIN},
     ("GET", "/v1/policies/{revision}"): {Role.POLICY_AUTHOR, Role.ADMIN},
     ("POST", "/v1/policies/{revision}/activate"): {Role.ADMIN},

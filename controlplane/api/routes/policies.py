@@ -34,6 +34,16 @@ async def verification_key(services: ServicesDep) -> dict[str, str]:
 
 
 @router.post(
+    "/verification-key/rotate",
+    summary="Sign with a new bundle key; stored revisions are re-signed, keeping their ids (admin)",
+)
+async def rotate_key(body: Change, services: ServicesDep, caller: AdminCaller) -> dict[str, Any]:
+    return await services.publisher.rotate_key(
+        actor=actor(caller), reason=body.reason, evidence=services.evidence
+    )
+
+
+@router.post(
     "",
     status_code=201,
     summary="Publish a bundle (tar.gz from `controlplane policy build`): checked, signed, stored",
