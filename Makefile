@@ -36,10 +36,12 @@ fmt: deps ## format Python and Rego in place
 	$(BIN)/ruff check --fix controlplane tests bench examples
 	$(OPA_BIN) fmt --write rego
 
-rego-check: opa ## opa fmt (no diff), opa check --strict, opa test
+# --bundle: tests see the data a bundle ships (data.json), not the JSON schemas beside the policies.
+rego-check: opa ## opa fmt (no diff), opa check --strict with the input schema, opa test, coverage >= 90%
 	@test -z "$$($(OPA_BIN) fmt --list rego)" || { echo "opa fmt would change:"; $(OPA_BIN) fmt --list rego; exit 1; }
-	$(OPA_BIN) check --strict rego
-	$(OPA_BIN) test rego -v --fail-on-empty
+	$(OPA_BIN) check --strict --bundle --schema rego/schemas rego
+	$(OPA_BIN) test --bundle rego -v --fail-on-empty
+	$(OPA_BIN) test --bundle rego --coverage --threshold 90 >/dev/null
 
 bench: deps tools ## benchmarks (not part of make test); see bench/README.md
 	$(BIN)/python bench/decide.py
