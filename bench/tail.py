@@ -183,6 +183,10 @@ def main() -> None:
         finally:
             factory.close()
 
+    report(attack, probes, cpu, args.slow)
+
+
+def report(attack: bytes, probes: list[Probe], cpu: CpuSampler, slow_ms: float) -> None:
     encoded = subprocess.run(
         [str(VEGETA), "encode", "--to=json"], input=attack, capture_output=True, check=True
     ).stdout.splitlines()
@@ -201,13 +205,13 @@ def main() -> None:
         f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms"
     )
     print(
-        f"\nbursts of requests slower than {args.slow:g} ms, with the CPU used from 0.2 s before "
+        f"\nbursts of requests slower than {slow_ms:g} ms, with the CPU used from 0.2 s before "
         "each burst to its end: processes in % of one core, the machine in % of all its cores"
     )
     names = "".join(f"{name:>9}" for name in cpu.names)
     print(f"{'start s':>8}{'length ms':>11}{'worst ms':>10}{'requests':>10}{names}")
     print(f"{'whole run':>39}" + "".join(f"{v:>9.0f}" for v in cpu.shares(first, first + last)))
-    for start, length, worst, count in bursts(results, args.slow):
+    for start, length, worst, count in bursts(results, slow_ms):
         shares = cpu.shares(first + start - 0.2, first + start + (length + worst) / 1000)
         print(
             f"{start:>8.2f}{length:>11.0f}{worst:>10.0f}{count:>10}"

@@ -183,7 +183,7 @@ async def open_services(
         yield services
     finally:
         watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await asyncio.wait({watcher}, timeout=2)
         await opa.close()
         await redis.aclose()
 

@@ -23,6 +23,8 @@ from controlplane.reasons import DenyReason
 
 # OPA's answers are small; a bound keeps a confused upstream from filling our memory.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# OPA's status carries all its Prometheus metrics (tens of KB): more than a decision's timeout.
+_STATUS_TIMEOUT = aiohttp.ClientTimeout(total=5.0, sock_connect=1.0)
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -135,7 +137,9 @@ class OpaDecisionClient:
         OPA cannot say."""
         session = self._require_session()
         try:
-            async with session.get(f"{self._base}/v1/status", headers=self._headers) as response:
+            async with session.get(
+                f"{self._base}/v1/status", headers=self._headers, timeout=_STATUS_TIMEOUT
+            ) as response:
                 raw = await _read_bounded(response)
                 if response.status != 200:
                     return None
@@ -161,10 +165,14 @@ class _ResponseTooLargeError(Exception):
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
-    if len(raw) > MAX_RESPONSE_BYTES:
-        raise _ResponseTooLargeError
-    return raw
+    """The whole body, refusing more than MAX_RESPONSE_BYTES. (`StreamReader.read(n)` returns
+    what is buffered, at most n bytes: a body of several TCP segments needs a loop.)"""
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise _ResponseTooLargeError
+    return bytes(body)
 
 
 def _interpret(status: int, raw: bytes) -> OpaAnswer | OpaFailure:

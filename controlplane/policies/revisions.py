@@ -307,6 +307,7 @@ class PolicyState:
     async def watch(self) -> None:
         """Poll for changes until cancelled; a Redis outage keeps the last state (logged once)."""
         failing = False
+        task = asyncio.current_task()
         while True:
             try:
                 await self.refresh()
@@ -315,6 +316,10 @@ class PolicyState:
                 if not failing:
                     log.warning("policy state not refreshed, keeping the last one: %s", exc)
                 failing = True
+            # A cancellation that lands inside a Redis call can be swallowed on Python 3.11
+            # (redis-py's timeouts wrap the read): honour it here.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(POLL_SECONDS)
 
     async def changed(self) -> None:

@@ -6,11 +6,13 @@ the test APIs is 0.5 s, and each deny must arrive within that plus a small margi
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import POLICY_DIR
 from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.integration
@@ -20,8 +22,11 @@ MARGIN = 0.4  # process scheduling on a busy 2-core machine, not OPA time
 
 
 def write_policy(directory: Path, rego: str) -> Path:
+    """A policy folder with `rego` as the decision, and the default system policies (without
+    `system.authz`, the control plane refuses to publish it)."""
     directory.mkdir(parents=True)
     (directory / "policy.rego").write_text(rego)
+    shutil.copytree(POLICY_DIR / "system", directory / "system")
     return directory
 
 

@@ -72,8 +72,7 @@ def activate(stack: Stack, revision: str, reason: str = "test") -> httpx.Respons
 
 
 def active_revision(stack: Stack) -> str:
-    with stack.client(Role.ADMIN) as admin:
-        return str(admin.get("/v1/policies").json()["active"]["revision"])
+    return stack.active_revision()
 
 
 def wait_for_opa(
@@ -148,7 +147,7 @@ def _stack_signer(stack: Stack, scope: str) -> BundleSigner:
 
 def _modify_rego(files: dict[str, bytes]) -> None:
     name = next(n for n in files if n.endswith("decision.rego"))
-    files[name] = files[name].replace(b'"demo.echo"', b'"demo.echo", "payments.transfer"')
+    files[name] += b"\nallow_everything := true\n"
 
 
 def _modify_data(files: dict[str, bytes]) -> None:
@@ -417,3 +416,28 @@ def test_readiness_follows_the_policy_state(own: Stack, factory: StackFactory) -
     ready = httpx.get(f"{own.api.url}/readyz").json()
     assert ready["checks"]["policy"]["ok"] is True
     assert "active revision" in ready["checks"]["policy"]["detail"]
+
+
+def test_key_rotation_keeps_revisions_and_running_opas(own: Stack, factory: StackFactory) -> None:
+    revision = active_revision(own)
+    old = httpx.get(f"{own.api.url}/v1/policies/verification-key").json()
+    with own.client(Role.ADMIN) as admin:
+        rotated = admin.post(
+            "/v1/policies/verification-key/rotate", json={"reason": "yearly rotation"}
+        )
+    assert rotated.status_code == 200, rotated.text
+    new = httpx.get(f"{own.api.url}/v1/policies/verification-key").json()
+    assert new["keyid"] != old["keyid"] and rotated.json()["current"] == new
+    assert rotated.json()["resigned"] == [revision]
+    # The running OPA, configured with the old key, keeps its revision without an error.
+    time.sleep(1.0)
+    status = opa_status(own, factory)
+    assert status["active_revision"] == revision and "code" not in status
+    # An OPA configured with the new key verifies the re-signed bundle of the same revision.
+    fresh = factory.opa(own.api, verification_key=new)
+    response = httpx.get(
+        f"{fresh.url}/v1/status",
+        headers={"Authorization": f"Bearer {factory.opa_client_token}"},
+    )
+    assert response.json()["result"]["bundles"]["governance"]["active_revision"] == revision
+    assert "cp.admin.policy.key_rotate" in _evidence_kinds(own)

@@ -47,6 +47,11 @@ class Stack:
         headers = {"Authorization": f"Bearer {self.token(role)}"} if role else {}
         return httpx.Client(base_url=self.api.url, headers=headers, timeout=10, **kwargs)  # type: ignore[arg-type]
 
+    def active_revision(self) -> str:
+        """The policy revision the control plane has active."""
+        with self.client(Role.ADMIN) as admin:
+            return str(admin.get("/v1/policies").json()["active"]["revision"])
+
     def decide(self, client: httpx.Client, input_: object = DEMO_INPUT) -> httpx.Response:
         return client.post(DECISION_PATH, json={"input": input_})
 

@@ -55,9 +55,20 @@ def test_allow_needs_literal_true() -> None:
     assert ResultShape.BOOLEAN.allows(True) and not ResultShape.BOOLEAN.allows(False)
 
 
+class _AnyRevision:
+    def check(self, revision: str | None) -> DenyReason | None:
+        return None
+
+
 @pytest.fixture
 def service() -> DecisionService:
-    return DecisionService(None, Metrics(), ("governance", "teams/payments"))  # type: ignore[arg-type]
+    return DecisionService(
+        None,  # type: ignore[arg-type]
+        Metrics(),
+        ("governance", "teams/payments"),
+        _AnyRevision(),
+        "governance",
+    )
 
 
 @pytest.mark.parametrize(
