@@ -61,12 +61,7 @@ class PolicyPublisher:
 
     async def publish_upload(self, data: bytes, *, actor: str) -> tuple[dict[str, Any], bool]:
         """Publish an uploaded bundle (tar.gz). Returns (revision metadata, created)."""
-        opened = bundle.read(
-            data,
-            max_bytes=self._limits.max_unpacked_bytes,
-            max_files=self._limits.max_files,
-            max_file_bytes=self._limits.max_unpacked_bytes,
-        )
+        opened = self._open(data)
         manifest = opened.manifest or {}
         roots = manifest.get("roots", DEFAULT_ROOTS)
         metadata = manifest.get("metadata", {})
@@ -146,12 +141,7 @@ class PolicyPublisher:
             data = await self._store.bundle(revision)
             if data is None:
                 continue
-            opened = bundle.read(
-                data,
-                max_bytes=self._limits.max_unpacked_bytes,
-                max_files=self._limits.max_files,
-                max_file_bytes=self._limits.max_unpacked_bytes,
-            )
+            opened = self._open(data)
             manifest = opened.manifest or {}
             built = bundle.build(
                 {n: d for n, d in opened.files.items() if n != ".manifest"},
@@ -174,6 +164,14 @@ class PolicyPublisher:
             )
         )
         return {"previous": previous.as_json(), "current": new.as_json(), "resigned": resigned}
+
+    def _open(self, data: bytes) -> bundle.ReadBundle:
+        return bundle.read(
+            data,
+            max_bytes=self._limits.max_unpacked_bytes,
+            max_files=self._limits.max_files,
+            max_file_bytes=self._limits.max_unpacked_bytes,
+        )
 
     async def _opa_check(self, files: Mapping[str, bytes]) -> None:
         """`opa check --bundle` on the files: what OPA would refuse to activate."""

@@ -8,10 +8,12 @@ plane's token), not only from the control plane.
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import os
 import shutil
-import tarfile
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,8 @@ from controlplane.policies.signing import BundleSigner, generate_key
 from controlplane.sealing import unseal
 from controlplane.stack.seed import build_unsigned
 from controlplane.tokens.roles import Role
-from tests.support.processes import BUNDLE_TEMPLATE, KEY_PASSPHRASE, POLICY_DIR, wait_until
+from tests.support.bundles import targz, untar
+from tests.support.processes import BUNDLE_TEMPLATE, KEY_PASSPHRASE, POLICY_DIR, REPO, wait_until
 from tests.support.stack import DEMO_INPUT, Stack, StackFactory
 
 pytestmark = pytest.mark.integration
@@ -119,20 +122,9 @@ def test_opa_activates_the_signed_bundle_it_was_configured_for(
 
 
 def _rewrite(data: bytes, change: Callable[[dict[str, bytes]], None]) -> bytes:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        files = {
-            m.name.lstrip("/"): tar.extractfile(m).read()  # type: ignore[union-attr]
-            for m in tar.getmembers()
-            if m.isfile()
-        }
+    files = untar(data)
     change(files)
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, content in sorted(files.items()):
-            info = tarfile.TarInfo("/" + name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return gzip.compress(out.getvalue())
+    return targz(files)
 
 
 def _stack_signer(stack: Stack, scope: str) -> BundleSigner:
@@ -441,3 +433,75 @@ def test_key_rotation_keeps_revisions_and_running_opas(own: Stack, factory: Stac
     )
     assert response.json()["result"]["bundles"]["governance"]["active_revision"] == revision
     assert "cp.admin.policy.key_rotate" in _evidence_kinds(own)
+
+
+def test_policy_cli_from_folder_to_fleet(own: Stack, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CONTROLPLANE_URL": own.api.url,
+        "CONTROLPLANE_ADMIN_TOKEN": own.admin_token,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "controlplane", "policy", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+
+    tested = cli("test", "rego")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    for out in (first, second):
+        built = cli("build", "rego", "--out", str(out))
+        assert built.returncode == 0, built.stderr
+    assert first.read_bytes() == second.read_bytes()  # reproducible
+
+    folder = tmp_path / "policy"
+    shutil.copytree(POLICY_DIR, folder)
+    (folder / "governance" / "cli.rego").write_text('package governance.cli\n\nname := "cli"\n')
+    published = cli("publish", str(folder))
+    assert published.returncode == 0, published.stderr
+    revision = json.loads(published.stdout)["revision"]
+    activated = cli("activate", revision, "--reason", "from the CLI")
+    assert activated.returncode == 0, activated.stderr
+    listed = cli("list")
+    assert revision[:16] in listed.stdout and "active" in listed.stdout
+
+    def reported() -> bool:
+        status = cli("status")
+        return (
+            status.returncode == 0 and revision[:16] in status.stdout and " yes " in status.stdout
+        )
+
+    wait_until(reported, timeout=15, what="the fleet to report the new revision")
+    unknown = cli("activate", "f" * 64, "--reason", "typo")
+    assert unknown.returncode == 4 and "no published revision" in unknown.stderr
+    no_reason = cli("rollback")
+    assert no_reason.returncode != 0
+
+
+def test_a_long_poll_ends_promptly_when_the_api_stops(factory: StackFactory) -> None:
+    stack = factory.stack(redis=factory.redis())
+    headers = {
+        "Authorization": f"Bearer {stack.token(Role.OPA)}",
+        "If-None-Match": f'"{stack.active_revision()}"',
+        "Prefer": "modes=snapshot,delta;wait=60",
+    }
+    answers: list[httpx.Response] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(
+            httpx.get(f"{stack.api.url}/v1/bundles/governance", headers=headers, timeout=90)
+        )
+    )
+    poll.start()
+    time.sleep(1.0)
+    stopped = time.monotonic()
+    stack.api.stop()
+    poll.join(timeout=10)
+    assert time.monotonic() - stopped < 3
+    assert answers and answers[0].status_code == 304

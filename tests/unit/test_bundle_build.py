@@ -7,7 +7,6 @@ import base64
 import gzip
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from controlplane.config import DEFAULT_OPA_CACHE
 from controlplane.errors import InvalidEntity, InvalidInput, TooLarge
 from controlplane.policies import bundle, signing
 from controlplane.policies.bundle import (
@@ -30,12 +28,8 @@ from controlplane.policies.bundle import (
     read_manifest_template,
     revision_of,
 )
+from tests.support.bundles import OPA, POLICY_DIR, ROOTS, SCOPE, needs_opa
 
-OPA = Path(os.environ.get("CONTROLPLANE_OPA_BIN") or DEFAULT_OPA_CACHE)
-needs_opa = pytest.mark.skipif(not OPA.is_file(), reason=f"no OPA binary at {OPA}; run `make opa`")
-POLICY_DIR = Path(__file__).resolve().parents[2] / "rego"
-ROOTS = ["governance", "system"]
-SCOPE = "controlplane/test"
 METADATA = {"owner": "é <>& \u2028", "n": 3, "nested": {"b": [2, 1], "a": {"z": None, "y": True}}}
 
 # Root data.json with what OPA's canonical re-encoding must get right: HTML characters (Go's

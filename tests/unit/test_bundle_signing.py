@@ -4,12 +4,8 @@ tampering, and `verify_bundle` gives the same verdict each time."""
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import json
-import os
 import subprocess
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +13,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from controlplane.config import DEFAULT_OPA_CACHE
 from controlplane.errors import InvalidEntity, InvalidInput
 from controlplane.policies import signing
 from controlplane.policies.bundle import BuiltBundle, build, collect, read
@@ -29,12 +24,8 @@ from controlplane.policies.signing import (
     public_pem,
     verify_bundle,
 )
+from tests.support.bundles import OPA, POLICY_DIR, ROOTS, SCOPE, needs_opa, targz
 
-OPA = Path(os.environ.get("CONTROLPLANE_OPA_BIN") or DEFAULT_OPA_CACHE)
-needs_opa = pytest.mark.skipif(not OPA.is_file(), reason=f"no OPA binary at {OPA}; run `make opa`")
-POLICY_DIR = Path(__file__).resolve().parents[2] / "rego"
-ROOTS = ["governance", "system"]
-SCOPE = "controlplane/test"
 REGO = "governance/golden/golden.rego"
 DATA = "governance/golden/data.json"
 
@@ -65,16 +56,6 @@ def built(key: ec.EllipticCurvePrivateKey, keyid: str) -> BuiltBundle:
     return build(
         bundle_files(), roots=ROOTS, metadata={"n": 1}, signer=BundleSigner(key, keyid, SCOPE)
     )
-
-
-def targz(files: Files) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, content in sorted(files.items()):
-            info = tarfile.TarInfo("/" + name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return gzip.compress(raw.getvalue())
 
 
 def opa_verify(
