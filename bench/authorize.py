@@ -123,7 +123,11 @@ def main() -> None:
             }
             opa = (
                 f"{stack.opa.url}{DECISION_PATH}",
-                {"Content-Type": "application/json"},
+                # OPA's API is locked (system.authz): present the control plane's token.
+                {
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {factory.opa_client_token}",
+                },
                 [json.dumps(opa_input).encode()],
             )
             cp_url, cp_headers = (

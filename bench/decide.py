@@ -52,7 +52,14 @@ def bench_workers(workers: int, args: argparse.Namespace, workdir: Path) -> None
         token = stack.token(Role.SERVICE)
         body = [json.dumps({"input": DEMO_INPUT}).encode()]
         targets = {
-            "opa": (f"{stack.opa.url}{DECISION_PATH}", {"Content-Type": "application/json"}),
+            # OPA's API is locked (system.authz): the baseline presents the control plane's token.
+            "opa": (
+                f"{stack.opa.url}{DECISION_PATH}",
+                {
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {factory.opa_client_token}",
+                },
+            ),
             "controlplane": (
                 f"{stack.api.url}{DECISION_PATH}",
                 {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
