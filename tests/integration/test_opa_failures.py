@@ -134,3 +134,20 @@ def test_opa_without_policy_is_not_ready(factory: StackFactory) -> None:
     stack = factory.stack(policy_dir=None)
     body, _ = timed_decision(stack)
     assert_denied(body, "opa_not_ready")
+
+
+def test_a_large_answer_is_read_whole(factory: StackFactory, tmp_path: Path) -> None:
+    """An answer of many TCP segments (here ~200 KB of obligations) is read to its end, not cut
+    at the first buffered chunk."""
+    policy = write_policy(
+        tmp_path / "large",
+        """package governance.execution
+
+padding := concat("", [s | some i in numbers.range(1, 20000); s := sprintf("%010d", [i])])
+
+decision := {"allow": true, "reasons": [], "obligations": {"padding": padding}}
+""",
+    )
+    body, _ = timed_decision(factory.stack(policy_dir=policy))
+    assert body["result"]["allow"] is True
+    assert len(body["result"]["obligations"]["padding"]) == 200_000
