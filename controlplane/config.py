@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,15 @@ class Settings(BaseSettings):
     opa_client_token: SecretStr | None = None
     opa_client_token_file: Path | None = None
 
+    # The ledger (issue #5): its origin (default: the public URL's host and port + "/ledger"), its
+    # Ed25519 log key (sealed; created in Redis when absent), whether Redis must fsync every write,
+    # and a file that keeps the last signed checkpoint's size and root outside Redis.
+    ledger_origin: str | None = None
+    ledger_key: SecretStr | None = None
+    ledger_key_file: Path | None = None
+    ledger_require_fsync_always: bool = True
+    ledger_state_file: Path | None = None
+
     # Credentials. The admin token bootstraps everything else; it is held only as a digest.
     admin_token: SecretStr | None = None
     token_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
@@ -115,6 +125,11 @@ class Settings(BaseSettings):
         if level.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("log_level must be debug, info, warning or error")
         return level.lower()
+
+    @property
+    def effective_ledger_origin(self) -> str:
+        """c2sp.org/tlog-checkpoint: a schema-less URL; by default `<host:port>/ledger`."""
+        return self.ledger_origin or urlsplit(self.public_url).netloc + "/ledger"
 
     @property
     def effective_redis_url(self) -> str:

@@ -30,6 +30,7 @@ from controlplane.grants.registry import GrantRegistry
 from controlplane.identities.store import IdentityStore
 from controlplane.ledger.decision_logs import DecisionLogStore
 from controlplane.ledger.evidence import EvidenceLog
+from controlplane.ledger.service import LedgerService
 from controlplane.observability.metrics import Metrics
 from controlplane.policies.fleet import FleetStore
 from controlplane.policies.keys import BundleKey
@@ -65,6 +66,7 @@ class Services:
     publisher: PolicyPublisher
     bundles: BundleServer
     fleet: FleetStore
+    ledger: LedgerService
 
 
 @asynccontextmanager
@@ -167,6 +169,15 @@ async def open_services(
             policies, policy_state, max_wait_seconds=settings.bundle_long_poll_max_seconds
         ),
         fleet=FleetStore(redis, clock, forget_after_seconds=settings.fleet_forget_after_seconds),
+        ledger=LedgerService(
+            redis,
+            clock,
+            passphrase=settings.resolve_key_passphrase(),
+            origin=settings.effective_ledger_origin,
+            sealed_key=_read_secret(settings.ledger_key, settings.ledger_key_file),
+            require_fsync_always=settings.ledger_require_fsync_always,
+            state_path=settings.ledger_state_file,
+        ),
     )
     try:
         await grant_keys.start(_read_secret(settings.grant_key, settings.grant_key_file))
@@ -177,6 +188,11 @@ async def open_services(
         await bundle_key.load(_read_secret(settings.bundle_key, settings.bundle_key_file))
     except RedisUnavailable as exc:
         log.warning("bundle signing key not loaded yet: %s", exc.detail)
+    try:
+        # A Redis that does not fsync every write stops the start (ConfigurationError).
+        await services.ledger.ledger()
+    except RedisUnavailable as exc:
+        log.warning("ledger not started yet: %s", exc.detail)
     await opa.open()
     watcher = asyncio.create_task(policy_state.watch(), name="policy-state")
     try:

@@ -14,6 +14,7 @@ from controlplane.client import AgentKey
 from controlplane.config import load_settings
 from controlplane.errors import Conflict
 from controlplane.grants.keys import generate_encrypted_key
+from controlplane.ledger.service import generate_sealed_ledger_key
 from controlplane.policies.keys import generate_sealed_key
 from controlplane.secretfile import write_secret
 
@@ -44,12 +45,19 @@ def generate_grant_key(
     bundle: Annotated[
         bool, typer.Option("--bundle", help="A bundle signing key (ES256) instead.")
     ] = False,
+    ledger: Annotated[
+        bool, typer.Option("--ledger", help="A ledger log key (Ed25519 note key) instead.")
+    ] = False,
 ) -> None:
-    """Generate a grant signing key (or, with --bundle, a bundle signing key) encrypted with
-    CONTROLPLANE_KEY_PASSPHRASE(_FILE), for CONTROLPLANE_GRANT_KEY_FILE (or
-    CONTROLPLANE_BUNDLE_KEY_FILE). Prints its key id."""
+    """Generate a grant signing key (or, with --bundle, a bundle signing key; with --ledger, the
+    ledger's log key) encrypted with CONTROLPLANE_KEY_PASSPHRASE(_FILE), for
+    CONTROLPLANE_GRANT_KEY_FILE (BUNDLE_KEY_FILE, LEDGER_KEY_FILE). Prints its key id."""
     _refuse_overwrite(out, force)
     passphrase = load_settings().resolve_key_passphrase()
+    if ledger:
+        write_secret(out, generate_sealed_ledger_key(passphrase))
+        typer.echo(f"ledger key written to {out}; its verifier key is at GET /v1/ledger/key")
+        return
     generate = generate_sealed_key if bundle else generate_encrypted_key
     kid, encrypted = generate(passphrase)
     write_secret(out, encrypted)

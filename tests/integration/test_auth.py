@@ -30,6 +30,10 @@ PUBLIC = {
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/v1/policies/verification-key"),
+    ("GET", "/v1/ledger/checkpoint"),
+    ("GET", "/v1/ledger/key"),
+    ("GET", "/v1/ledger/proof/inclusion"),
+    ("GET", "/v1/ledger/proof/consistency"),
 }
 # The table of DESIGN.md §4, written out independently of the code under test.
 PROTECTED = {
@@ -62,6 +66,7 @@ PROTECTED = {
     ("GET", "/v1/bundles/{name:path}"): {Role.OPA, Role.ADMIN},
     ("POST", "/v1/status"): {Role.OPA},
     ("GET", "/v1/fleet"): {Role.SRE, Role.AUDITOR, Role.ADMIN},
+    ("GET", "/v1/ledger/entries/{index}"): {Role.AUDITOR, Role.ADMIN},
 }
 SAMPLE_PARAMS = {
     "path": "governance/execution/decision",
@@ -71,6 +76,7 @@ SAMPLE_PARAMS = {
     "jti": "00000000-0000-0000-0000-000000000000",
     "revision": "0" * 64,
     "name": "governance",
+    "index": "0",
 }
 
 
@@ -120,10 +126,20 @@ def test_protected_route_refuses_missing_wrong_and_other_roles(
             assert response.json()["reason"] == "permission_denied"
 
 
+# Public routes that answer something other than 200 to a bare request, and why.
+PUBLIC_OTHER_STATUS = {
+    ("GET", "/v1/ledger/checkpoint"): {200, 404},  # 404 while the log is empty
+    ("GET", "/v1/ledger/proof/inclusion"): {422},  # index and size are required
+    ("GET", "/v1/ledger/proof/consistency"): {422},  # from and to are required
+}
+
+
 @pytest.mark.parametrize(("method", "path"), sorted(PUBLIC))
 def test_public_routes_need_no_token(stack: Stack, method: str, path: str) -> None:
     response = httpx.request(method, stack.api.url + path, timeout=10)
-    if method == "GET":
+    if (method, path) in PUBLIC_OTHER_STATUS:
+        assert response.status_code in PUBLIC_OTHER_STATUS[(method, path)], response.text
+    elif method == "GET":
         assert response.status_code == 200
     else:  # /v1/authorize: the missing signed request is the problem, not a missing token
         assert response.status_code == 415

@@ -303,7 +303,8 @@ def test_discovery_document(stack: Stack) -> None:
     assert set(doc["request_signing_alg_values_supported"]) == {"EdDSA", "Ed25519"}
     assert doc["request_max_lifetime_seconds"] == 60
     assert doc["jwks_uri"] == f"{stack.api.url}/.well-known/jwks.json"
-    assert doc["ledger"] == {"origin": None, "key": None}
+    assert doc["ledger"]["origin"] == stack.api.url.removeprefix("http://") + "/ledger"
+    assert doc["ledger"]["key"].startswith(doc["ledger"]["origin"] + "+")
     keys = httpx.get(doc["jwks_uri"]).json()["keys"]
     assert keys and all(
         k["kty"] == "OKP" and k["crv"] == "Ed25519" and k["alg"] == "EdDSA" and k["kid"]

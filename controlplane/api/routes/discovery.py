@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import ServicesDep
+from controlplane.errors import RedisUnavailable
 from controlplane.grants.issue import GRANT_TYPE
 from controlplane.grants.keys import SIGNING_ALGORITHM
 from controlplane.jose import ED25519_ALGORITHMS
@@ -22,6 +23,10 @@ JWKS_MAX_AGE_SECONDS = 60
 async def discovery(services: ServicesDep) -> dict[str, Any]:
     settings = services.settings
     base = settings.public_url.rstrip("/")
+    try:
+        ledger_key: str | None = await services.ledger.vkey()
+    except RedisUnavailable:  # the key may live in Redis; the rest of the document does not
+        ledger_key = None
     return {
         "issuer": settings.public_url,
         "audience": settings.public_url,
@@ -33,13 +38,15 @@ async def discovery(services: ServicesDep) -> dict[str, Any]:
         "grant_signing_alg_values_supported": [SIGNING_ALGORITHM],
         "grant_lifetime_seconds": settings.grant_lifetime_seconds,
         "jwks_uri": f"{base}/.well-known/jwks.json",
-        # The evidence ledger (issue #5) publishes its origin and verifier key here.
-        "ledger": {"origin": None, "key": None},
+        # The evidence ledger: its checkpoints are signed notes of this origin, by this key.
+        "ledger": {"origin": services.ledger.origin, "key": ledger_key},
         "endpoints": {
             "authorize": f"{base}/v1/authorize",
             "data": f"{base}/v1/data/{{path}}",
             "consume": f"{base}/v1/grants/{{jti}}/consume",
             "outcome": f"{base}/v1/grants/{{jti}}/outcome",
+            "ledger_checkpoint": f"{base}/v1/ledger/checkpoint",
+            "ledger_key": f"{base}/v1/ledger/key",
         },
     }
 
