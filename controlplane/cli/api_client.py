@@ -20,7 +20,8 @@ class ApiClient:
         self._base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self._base_url,
-            headers={"Authorization": f"Bearer {token}"},
+            # Public routes take no token (`keys jwks`, `ledger checkpoint`).
+            headers={"Authorization": f"Bearer {token}"} if token else {},
             timeout=timeout,
         )
 
@@ -49,6 +50,16 @@ class ApiClient:
         if response.status_code >= 400:
             raise error_from_response(response)
         return response.json()
+
+    def text(self, method: str, path: str) -> str:
+        """A text/plain answer (signed notes, keys)."""
+        try:
+            response = self._http.request(method, path)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot reach the control plane at {self._base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response.text
 
     def pages(self, path: str, *, limit: int, **params: Any) -> Iterator[dict[str, Any]]:
         """Every item of a paginated listing (`items`, `next_cursor`), page after page."""

@@ -382,3 +382,18 @@ def test_grant_key_loaded_from_the_environment(factory: StackFactory) -> None:
     stack = factory.stack(redis=factory.redis(), GRANT_KEY=encrypted)
     grant, _, _, _ = grant_for(stack)
     assert pyjwt.get_unverified_header(grant)["kid"] == kid
+
+
+def test_keys_jwks_cli_needs_no_token(stack: Stack) -> None:
+    """A public route through the CLI: no token configured, no Authorization header sent."""
+    env = {k: v for k, v in os.environ.items() if k != "CONTROLPLANE_ADMIN_TOKEN"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "controlplane", "keys", "jwks", "--url", stack.api.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == httpx.get(f"{stack.api.url}/.well-known/jwks.json").json()

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
+from nacl.signing import SigningKey
 
 from controlplane.clock import SystemClock
 from controlplane.ledger import merkle
-from controlplane.ledger.notes import NoteVerifier, open_checkpoint
+from controlplane.ledger.notes import NoteSigner, NoteVerifier, open_checkpoint
 from controlplane.ledger.service import LedgerService
 from controlplane.redis_client import connect
 from controlplane.tokens.roles import Role
@@ -113,3 +118,50 @@ def test_bad_proof_requests_are_problems(
     response = httpx.get(f"{ledger_stack.api.url}{path}", params=params)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_receipts_from_the_cli_verify_offline(ledger_stack: Stack, tmp_path: Path) -> None:
+    append(ledger_stack, [f'{{"receipt":{n}}}'.encode() for n in range(4)])
+    env = {
+        **os.environ,
+        "CONTROLPLANE_URL": ledger_stack.api.url,
+        "CONTROLPLANE_ADMIN_TOKEN": ledger_stack.admin_token,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "controlplane", "ledger", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    checkpoint = cli("checkpoint")
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    size = int(checkpoint.stdout.splitlines()[1])
+    vkey = httpx.get(f"{ledger_stack.api.url}/v1/ledger/key").text.strip()
+    receipt = tmp_path / "receipt.txt"
+    made = cli("proof", str(size - 2), "--out", str(receipt))
+    assert made.returncode == 0, made.stderr
+    assert receipt.read_text().startswith("c2sp.org/tlog-proof@v1\n")
+    verified = cli("verify-receipt", str(receipt), "--key", vkey)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip() == '{"receipt":2}'
+    # Offline: the server is not asked. Any change to the receipt is refused.
+    text = receipt.read_text()
+    index_line = next(line for line in text.splitlines() if line.startswith("index "))
+    for tampered in (
+        text.replace(index_line, f"index {size - 1}"),
+        text.replace(
+            base64.b64encode(b'{"receipt":2}').decode(), base64.b64encode(b'{"receipt":9}').decode()
+        ),
+        text.replace(f"\n{size}\n", f"\n{size + 1}\n"),
+    ):
+        receipt.write_text(tampered)
+        refused = cli("verify-receipt", str(receipt), "--key", vkey)
+        assert refused.returncode != 0, tampered
+    other = NoteSigner(origin(ledger_stack), SigningKey.generate()).vkey()
+    receipt.write_text(text)
+    assert cli("verify-receipt", str(receipt), "--key", other).returncode != 0
