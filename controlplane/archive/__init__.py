@@ -1,0 +1,1 @@
+"""The evidence archive: the ledger as a C2SP tlog-tiles directory, and its offline verifier."""
