@@ -1,5 +1,5 @@
 """The `controlplane` command: `up`, `serve`, `token`, `identity`, `keys`, `grant`, `policy`,
-`ledger`.
+`ledger`, `archive`.
 
 Errors are mapped to exit codes here and only here (see `EXIT_CODES`); commands never format an
 error themselves.
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli import grants, identities, keys, ledger, policies, tokens
+from controlplane.cli import archive, grants, identities, keys, ledger, policies, tokens
 from controlplane.config import load_settings
 from controlplane.errors import (
     ConfigurationError,
@@ -49,6 +49,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(grants.app, name="grant")
 app.add_typer(policies.app, name="policy")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(archive.app, name="archive")
 
 
 @app.command()
