@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -289,3 +291,21 @@ def test_the_cli_verifies_and_refuses(archive: Path) -> None:
     (archive / "checkpoint").unlink()
     result = runner.invoke(app, ["archive", "verify", str(archive), "--key", SIGNER.vkey()])
     assert isinstance(result.exception, ArchiveError)
+
+
+def test_the_controlplane_command_verifies_and_refuses(tmp_path: Path) -> None:
+    """`controlplane archive verify` as an auditor runs it: exit 0, then 2 on a tampered entry."""
+    entries = _entries(600)
+    write_archive(tmp_path, entries, [_note(entries, 600)])
+    command = [sys.executable, "-m", "controlplane", "archive", "verify", str(tmp_path)]
+    command += ["--key", SIGNER.vkey()]
+    verified = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert verified.returncode == 0, verified.stderr
+
+    def change(bundle: list[bytes], offset: int) -> None:
+        bundle[offset] += b" "
+
+    _rewrite_bundle(tmp_path, 300, change)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert "300" in refused.stderr
