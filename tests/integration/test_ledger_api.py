@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -122,21 +120,9 @@ def test_bad_proof_requests_are_problems(
 
 def test_receipts_from_the_cli_verify_offline(ledger_stack: Stack, tmp_path: Path) -> None:
     append(ledger_stack, [f'{{"receipt":{n}}}'.encode() for n in range(4)])
-    env = {
-        **os.environ,
-        "CONTROLPLANE_URL": ledger_stack.api.url,
-        "CONTROLPLANE_ADMIN_TOKEN": ledger_stack.admin_token,
-    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "controlplane", "ledger", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        return ledger_stack.cli("ledger", *args)
 
     checkpoint = cli("checkpoint")
     assert checkpoint.returncode == 0, checkpoint.stderr

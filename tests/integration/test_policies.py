@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from controlplane.sealing import unseal
 from controlplane.stack.seed import build_unsigned
 from controlplane.tokens.roles import Role
 from tests.support.bundles import targz, untar
-from tests.support.processes import BUNDLE_TEMPLATE, KEY_PASSPHRASE, POLICY_DIR, REPO, wait_until
+from tests.support.processes import BUNDLE_TEMPLATE, KEY_PASSPHRASE, POLICY_DIR, wait_until
 from tests.support.stack import DEMO_INPUT, Stack, StackFactory
 
 pytestmark = pytest.mark.integration
@@ -436,22 +434,8 @@ def test_key_rotation_keeps_revisions_and_running_opas(own: Stack, factory: Stac
 
 
 def test_policy_cli_from_folder_to_fleet(own: Stack, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "CONTROLPLANE_URL": own.api.url,
-        "CONTROLPLANE_ADMIN_TOKEN": own.admin_token,
-    }
-
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "controlplane", "policy", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=120,
-            check=False,
-        )
+        return own.cli("policy", *args)
 
     tested = cli("test", "rego")
     assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from controlplane.tokens.roles import Role
 from tests.support.processes import (
     BUNDLE_TEMPLATE,
     POLICY_DIR,
+    REPO,
     ApiServer,
     OpaServer,
     Process,
@@ -51,6 +55,23 @@ class Stack:
         """The policy revision the control plane has active."""
         with self.client(Role.ADMIN) as admin:
             return str(admin.get("/v1/policies").json()["active"]["revision"])
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`controlplane ARGS...` against this stack, as an admin at a shell would run it."""
+        env = {
+            **os.environ,
+            "CONTROLPLANE_URL": self.api.url,
+            "CONTROLPLANE_ADMIN_TOKEN": self.admin_token,
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "controlplane", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=timeout,
+            check=False,
+        )
 
     def decide(self, client: httpx.Client, input_: object = DEMO_INPUT) -> httpx.Response:
         return client.post(DECISION_PATH, json={"input": input_})

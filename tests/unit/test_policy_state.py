@@ -42,6 +42,7 @@ def state(active: str | None, activated_secs_ago: float, revoked: set[str]) -> P
         ("b", 1, set(), "a", None),  # within the grace period: the fleet is converging
         ("b", 60, set(), "a", DenyReason.POLICY_STALE),
         ("b", 60, set(), None, DenyReason.POLICY_STALE),
+        ("b", 1, set(), None, DenyReason.POLICY_STALE),  # no grace for a revision-less bundle
         ("b", 1, {"a"}, "a", DenyReason.POLICY_REVOKED),
         (None, 0, {"a"}, "a", DenyReason.POLICY_REVOKED),
         (None, 0, set(), "a", DenyReason.POLICY_NOT_ACTIVE),
