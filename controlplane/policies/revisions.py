@@ -338,13 +338,11 @@ class PolicyState:
             return DenyReason.POLICY_NOT_ACTIVE
         if revision == active.revision:
             return None
-        if revision is None:
-            # An OPA whose deciding bundle names no revision is not running any policy of ours.
-            return DenyReason.POLICY_STALE
         # During a rollout the fleet converges on the new revision within seconds; until the
-        # grace period has passed, the previous (unrevoked) revision may still decide.
+        # grace period has passed, the previous (unrevoked) revision may still decide. A bundle
+        # that names no revision is no policy of ours: no grace for it.
         since = self.clock.now() - datetime.fromisoformat(active.at)
-        if since > timedelta(seconds=self.grace_seconds):
+        if revision is None or since > timedelta(seconds=self.grace_seconds):
             return DenyReason.POLICY_STALE
         return None
 
