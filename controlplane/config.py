@@ -101,6 +101,11 @@ class Settings(BaseSettings):
 
     # Decision-log stream: dedupe window on decision_id, and a cap on entries (refuse, never drop).
     decision_log_dedupe_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 3600
+    # Reconciliation (ledger/reconcile.py): an OPA decision whose opa.decision entry has not come
+    # within the window is missing; after the retention it is forgotten. OPA uploads every 1-10 s
+    # by default (min/max_delay_seconds), so a minute leaves room for retries.
+    ledger_reconcile_window_seconds: Annotated[int, Field(ge=10, le=86400)] = 60
+    ledger_reconcile_retention_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 7 * 86400
     decision_log_max_entries: Annotated[int, Field(ge=1000, le=1_000_000_000)] = 50_000_000
 
     # Where `up` keeps Redis data, OPA's config and generated tokens.

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from controlplane.clock import Clock, SystemClock
 from controlplane.config import DEFAULT_OPA_CACHE, Settings
+from controlplane.decisions.asserted import AssertedDecisions
 from controlplane.decisions.authorize import AuthorizeService
 from controlplane.decisions.opa_client import OpaDecisionClient
 from controlplane.decisions.service import DecisionService
@@ -30,6 +31,8 @@ from controlplane.grants.registry import GrantRegistry
 from controlplane.identities.store import IdentityStore
 from controlplane.ledger.decision_logs import DecisionLogStore
 from controlplane.ledger.evidence import EvidenceLog
+from controlplane.ledger.migrate import migrate_evidence_stream
+from controlplane.ledger.reconcile import Reconciler
 from controlplane.ledger.service import LedgerService
 from controlplane.observability.metrics import Metrics
 from controlplane.policies.fleet import FleetStore
@@ -53,6 +56,7 @@ class Services:
     opa: OpaDecisionClient
     tokens: TokenStore
     decisions: DecisionService
+    asserted: AssertedDecisions
     decision_logs: DecisionLogStore
     evidence: EvidenceLog
     identities: IdentityStore
@@ -67,6 +71,7 @@ class Services:
     bundles: BundleServer
     fleet: FleetStore
     ledger: LedgerService
+    reconciler: Reconciler
 
 
 @asynccontextmanager
@@ -86,7 +91,18 @@ async def open_services(
         token=opa_client_token,
     )
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    evidence = EvidenceLog(redis, clock)
+    ledger = LedgerService(
+        redis,
+        clock,
+        passphrase=settings.resolve_key_passphrase(),
+        origin=settings.effective_ledger_origin,
+        sealed_key=_read_secret(settings.ledger_key, settings.ledger_key_file),
+        require_fsync_always=settings.ledger_require_fsync_always,
+        state_path=settings.ledger_state_file,
+        dedupe_seconds=settings.decision_log_dedupe_seconds,
+    )
+    evidence = EvidenceLog(ledger, clock)
+    fleet = FleetStore(redis, clock, forget_after_seconds=settings.fleet_forget_after_seconds)
     policies = PolicyStore(redis, clock, evidence)
     policy_state = PolicyState(policies, clock, settings.policy_grace_seconds)
     bundle_key = BundleKey(
@@ -131,11 +147,9 @@ async def open_services(
             bootstrap_admin_token=admin,
         ),
         decisions=decisions,
+        asserted=AssertedDecisions(decisions, evidence),
         decision_logs=DecisionLogStore(
-            redis,
-            metrics,
-            dedupe_seconds=settings.decision_log_dedupe_seconds,
-            max_entries=settings.decision_log_max_entries,
+            redis, evidence, metrics, max_entries=settings.decision_log_max_entries
         ),
         evidence=evidence,
         identities=identities,
@@ -168,15 +182,15 @@ async def open_services(
         bundles=BundleServer(
             policies, policy_state, max_wait_seconds=settings.bundle_long_poll_max_seconds
         ),
-        fleet=FleetStore(redis, clock, forget_after_seconds=settings.fleet_forget_after_seconds),
-        ledger=LedgerService(
-            redis,
+        fleet=fleet,
+        ledger=ledger,
+        reconciler=Reconciler(
+            ledger,
+            fleet,
             clock,
-            passphrase=settings.resolve_key_passphrase(),
-            origin=settings.effective_ledger_origin,
-            sealed_key=_read_secret(settings.ledger_key, settings.ledger_key_file),
-            require_fsync_always=settings.ledger_require_fsync_always,
-            state_path=settings.ledger_state_file,
+            metrics,
+            window_seconds=settings.ledger_reconcile_window_seconds,
+            retention_seconds=settings.ledger_reconcile_retention_seconds,
         ),
     )
     try:
@@ -190,7 +204,7 @@ async def open_services(
         log.warning("bundle signing key not loaded yet: %s", exc.detail)
     try:
         # A Redis that does not fsync every write stops the start (ConfigurationError).
-        await services.ledger.ledger()
+        await migrate_evidence_stream(redis, await services.ledger.ledger(), clock)
     except RedisUnavailable as exc:
         log.warning("ledger not started yet: %s", exc.detail)
     await opa.open()

@@ -65,6 +65,13 @@ DECISION_ROLES = (Role.SERVICE, Role.ADMIN)
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
 
 AdminCaller = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+def actor(caller: Principal) -> str:
+    """Who made a change, as its ledger record names them."""
+    return f"{caller.role.value}:{caller.name} ({caller.token_id})"
+
+
 DecisionCaller = Annotated[Principal, Depends(require(*DECISION_ROLES))]
 OpaCaller = Annotated[Principal, Depends(require(Role.OPA))]
 PolicyAuthorCaller = Annotated[Principal, Depends(require(Role.POLICY_AUTHOR, Role.ADMIN))]

@@ -1,4 +1,5 @@
-"""`controlplane ledger`: the latest checkpoint, receipts for entries, and offline verification.
+"""`controlplane ledger`: the latest checkpoint, receipts for entries, offline verification, and
+reconciliation of OPA's decision logs.
 
 A receipt is a C2SP tlog-proof (c2sp.org/tlog-proof@v1): the entry's index, its inclusion proof
 and the signed checkpoint it leads to. Its `extra` line carries the entry itself, so that the
@@ -15,8 +16,8 @@ from typing import Annotated
 import typer
 
 from controlplane.cli.api_client import ApiClient
-from controlplane.cli.options import DEFAULT_URL, TokenOption, UrlOption, admin_token
-from controlplane.errors import InvalidInput
+from controlplane.cli.options import DEFAULT_URL, TokenOption, UrlOption, admin_token, echo_json
+from controlplane.errors import Conflict, InvalidInput
 from controlplane.ledger.notes import Checkpoint, NoteVerifier, open_checkpoint
 from controlplane.ledger.receipts import Receipt, verify_receipt
 
@@ -95,3 +96,21 @@ def _verify(receipt: Receipt, verifier: NoteVerifier) -> Checkpoint:
     if receipt.extra is None:
         raise InvalidInput("the receipt carries no entry (its extra line)", code="receipt_invalid")
     return verify_receipt(receipt, receipt.extra, verifier, verifier.name)
+
+
+@app.command("reconcile")
+def reconcile(
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, max=1000, help="List at most.")] = 100,
+) -> None:
+    """Report the OPA decisions the control plane saw whose OPA decision-log entry is overdue,
+    with OPA's own drop counters. Exits 5 when any is missing (for cron and CI)."""
+    with ApiClient(url, admin_token(token)) as api:
+        report = api.call("GET", "/v1/ledger/reconcile", params={"limit": limit})
+    echo_json(report)
+    if report["missing"]:
+        raise Conflict(
+            f"{report['missing']} OPA decisions are missing from the decision logs",
+            code="decisions_missing",
+        )

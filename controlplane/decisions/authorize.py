@@ -5,10 +5,11 @@ The steps run in the fixed order of DESIGN.md §2.1, and the first that fails na
 the request is verified (`requests.verify`, ten checks), OPA decides on input built only from
 verified data (the registry's identity, the request's claims, their context), the answer must be
 an allow of the expected shape (`decisions.service`), the `cp.authorization` record carrying the
-grant's claims is stored together with the grant's registration (`evidence_unavailable` if not),
-and only then is the grant signed. There is no other way to a grant.
+grant's claims is appended to the ledger (`evidence_unavailable` if not), the grant is registered,
+and only then is it signed, naming its record's ledger index. There is no other way to a grant.
 
-Every answer, allow or deny, is recorded; a deny whose record cannot be stored is still a deny.
+Every answer, allow or deny, is recorded, and carries its record's index and a signed checkpoint
+covering it; a deny whose record cannot be appended is still a deny (with `evidence: null`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from controlplane.decisions.service import EXECUTION_DECISION_PATH, Decision, De
 from controlplane.errors import ControlPlaneError, RedisUnavailable
 from controlplane.grants.issue import GrantIssuer
 from controlplane.grants.registry import GrantRegistry
-from controlplane.ledger.evidence import EvidenceLog
+from controlplane.ledger.evidence import EvidenceLog, EvidenceUnavailable
 from controlplane.observability.metrics import Metrics
 from controlplane.reasons import DenyReason
 from controlplane.requests.verify import RequestDeniedError, RequestVerifier, VerifiedRequest
@@ -36,7 +37,7 @@ class AuthorizeAnswer:
     reasons: list[str]
     decision_id: str | None
     grant: str | None = None
-    # The ledger (issue #5) fills this with the record's index and a checkpoint.
+    # The record's ledger index and a checkpoint covering it; None if it could not be appended.
     evidence: dict[str, Any] | None = field(default=None)
 
     def as_json(self) -> dict[str, Any]:
@@ -111,11 +112,20 @@ class AuthorizeService:
             grant=claims,
         )
         try:
-            await self._grants.register(claims, record)
-        except ControlPlaneError as exc:
+            evidence = await self._evidence.append(record, awaits=True)
+        except EvidenceUnavailable as exc:
             log.warning("evidence not stored, allow turned into deny: %s", exc.detail)
             return self._answer("deny", [DenyReason.EVIDENCE_UNAVAILABLE.value], decision_id)
-        return self._answer("allow", [], decision_id, self._issuer.sign(claims, signing_key))
+        # The record carries every claim but this one, which names the record itself.
+        claims["ledger"] = {"origin": self._evidence.origin, "index": evidence.index}
+        try:
+            await self._grants.register(claims)
+        except RedisUnavailable as exc:
+            # The allow record is in the ledger, but no grant with its jti will ever exist.
+            log.warning("grant not registered, allow turned into deny: %s", exc.detail)
+            return await self._deny([DenyReason.REDIS_UNAVAILABLE.value], decision_id, request)
+        grant = self._issuer.sign(claims, signing_key)
+        return self._answer("allow", [], decision_id, grant, evidence.as_json())
 
     async def _deny(
         self, reasons: list[str], decision_id: str | None, request: VerifiedRequest | None
@@ -129,17 +139,23 @@ class AuthorizeService:
             request=request.claims if request else None,
         )
         try:
-            await self._evidence.append(record)
+            evidence = await self._evidence.append(record, awaits=True)
         except ControlPlaneError as exc:
             # The answer is a deny either way; the record's loss is logged for the operator.
             log.warning("deny record not stored: %s", exc.detail, extra={"reasons": reasons})
-        return self._answer("deny", reasons, decision_id)
+            return self._answer("deny", reasons, decision_id)
+        return self._answer("deny", reasons, decision_id, None, evidence.as_json())
 
     def _answer(
-        self, decision: str, reasons: list[str], decision_id: str | None, grant: str | None = None
+        self,
+        decision: str,
+        reasons: list[str],
+        decision_id: str | None,
+        grant: str | None = None,
+        evidence: dict[str, Any] | None = None,
     ) -> AuthorizeAnswer:
         self._metrics.authorization(decision, reasons[0] if reasons else "").inc()
-        return AuthorizeAnswer(decision, reasons, decision_id, grant)
+        return AuthorizeAnswer(decision, reasons, decision_id, grant, evidence)
 
 
 def opa_input(request: VerifiedRequest) -> dict[str, Any]:

@@ -152,6 +152,11 @@ class DecisionService:
         ).inc()
         return decision
 
+    @staticmethod
+    def denied(path: str, reason: DenyReason, decision_id: str | None) -> Decision:
+        """The path's deny value for `reason` (a step after OPA's answer failed)."""
+        return _deny(shape_for(path), reason, decision_id)
+
     def _judge(
         self,
         path: str,

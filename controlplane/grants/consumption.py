@@ -1,8 +1,9 @@
 """The executor side of a grant, on the control plane: its single consumption and its outcome.
 
-`consume` succeeds once per grant, on any replica (an atomic `SET NX` with the `cp.consume` record
-in the same Redis step); a second consumption is a 409 with `grant_already_consumed`. An expired
-grant cannot be consumed (`grant_expired`).
+`consume` succeeds once per grant, on any replica (an atomic `SET NX`), and only once its
+`cp.consume` record is in the ledger: if the record cannot be appended, the mark is taken back and
+the caller gets 503 `evidence_unavailable`. A second consumption is a 409 with
+`grant_already_consumed`. An expired grant cannot be consumed (`grant_expired`).
 
 The outcome is a compact JWS signed by the identity the grant was issued to (its `aud`), with
 `typ: outcome+jwt` and claims `iss`, `grant` (the grant's `jti`), `status` (`succeeded` or
@@ -29,7 +30,7 @@ from controlplane.jose import (
     typ_is,
     verify_ed25519,
 )
-from controlplane.ledger.evidence import EvidenceLog
+from controlplane.ledger.evidence import Evidence, EvidenceLog, EvidenceUnavailable
 from controlplane.tokens.store import Principal
 
 OUTCOME_TYPE = "outcome+jwt"
@@ -76,16 +77,17 @@ class ConsumptionService:
         if grant is not None and grant["exp"] < self._clock.now().timestamp() - self._skew:
             raise Conflict(f"grant {jti} has expired", code="grant_expired")
         consumed = {"jti": jti, "consumed_at": rfc3339(self._clock.now()), "by": caller.token_id}
+        stored = await self._grants.consume(jti, consumed)
         record = self._evidence.record(
             "cp.consume",
             grant=jti,
             decision_id=grant.get("decision_id") if grant else None,
             by={"token_id": caller.token_id, "role": caller.role.value},
         )
-        await self._grants.consume(jti, consumed, record)
-        return consumed
+        evidence = await self._recorded(jti, "consumed", stored, record)
+        return {**consumed, "evidence": evidence.as_json()}
 
-    async def report_outcome(self, jti: str, body: bytes) -> Outcome:
+    async def report_outcome(self, jti: str, body: bytes) -> tuple[Outcome, Evidence]:
         """Accept the signed outcome of the grant, once.
 
         Raises `InvalidInput` (not a valid outcome), `NotAuthenticated` (not signed by the grant's
@@ -110,14 +112,26 @@ class ConsumptionService:
             )
         await self._check_signature(token, header, outcome.reported_by)
         marker = {**outcome.as_json(), "reported_at": rfc3339(self._clock.now())}
+        stored = await self._grants.report_outcome(jti, marker)
         record = self._evidence.record(
             "cp.outcome",
             decision_id=grant.get("decision_id"),
             outcome=outcome.as_json(),
             jws=token,
         )
-        await self._grants.report_outcome(jti, marker, record)
-        return outcome
+        evidence = await self._recorded(jti, "outcome", stored, record)
+        return outcome, evidence
+
+    async def _recorded(
+        self, jti: str, what: str, stored: bytes, record: dict[str, Any]
+    ) -> Evidence:
+        """Append the record of a consumption or outcome just marked; if it cannot be appended,
+        unmark it (the caller gets 503 and may retry) and raise `EvidenceUnavailable`."""
+        try:
+            return await self._evidence.append(record)
+        except EvidenceUnavailable:
+            await self._grants.release(jti, what, stored)
+            raise
 
     async def _check_signature(self, token: str, header: dict[str, Any], signer: str) -> None:
         identity = await self._identities.find(signer)

@@ -63,7 +63,7 @@ class GrantIssuer:
             "policy": policy,
             "obligations": obligations,
             "parent": request.context.get("parent"),
-            "ledger": None,  # the evidence ledger (issue #5) names the record's index here
+            "ledger": None,  # set to the origin and index of its cp.authorization record
         }
 
     async def signing_key(self) -> SigningKey:

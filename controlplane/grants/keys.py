@@ -166,9 +166,13 @@ class KeyRing:
             log.warning("keeping the grant signing keys loaded before: %s", exc.detail)
             self._loaded_at = self._clock.monotonic()
 
-    async def rotate(self) -> SigningKey:
-        """Generate a new key, make it active, retire the previous one."""
-        key = OKPKey.generate_key("Ed25519")
+    @staticmethod
+    def generate() -> OKPKey:
+        """A new key for `rotate`: generated first, so that its record can name it."""
+        return OKPKey.generate_key("Ed25519")
+
+    async def rotate(self, key: OKPKey) -> SigningKey:
+        """Make `key` (from `generate`) active and retire the previous one."""
         await self._activate(key, _encrypt(key, self._passphrase))
         return await self.active()
 

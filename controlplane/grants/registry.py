@@ -1,11 +1,10 @@
 """What the control plane remembers about the grants it issued: their claims, their single
 consumption, their outcome and their children (the lineage links of issue #3).
 
-Each change is written together with its evidence record by one Redis script, which appends the
-record first: a script stops at its first failing command, so the registry and the evidence
-stream cannot disagree. A grant is registered exactly when its `cp.authorization` record is
-appended, a consumption exactly when its `cp.consume` record is, an outcome exactly when its
-`cp.outcome` record is.
+The evidence of each is a ledger record, appended by the caller (`decisions.authorize`,
+`grants.consumption`): a grant is registered only after its `cp.authorization` record is in the
+ledger, and a consumption or outcome is marked first (so that only one caller can win it), then
+recorded, and unmarked again (`release`) if its record cannot be appended.
 """
 
 from __future__ import annotations
@@ -16,34 +15,34 @@ from redis.asyncio import Redis
 
 from controlplane import jsontext
 from controlplane.errors import Conflict, NotFound
-from controlplane.ledger.evidence import STREAM_KEY, stream_entry
 from controlplane.redis_client import redis_errors
 
 # cp:grant:<jti> holds the claims; cp:grant:<jti>:consumed, :outcome and :children its lineage.
 _GRANT = "cp:grant:"
 
-# The evidence first: if the XADD fails, the script stops there and nothing else is written.
-# KEYS: stream, grant, parent's children set or "". ARGV: claims, ttl, jti, then the entry.
+# KEYS: grant, parent's children set or "". ARGV: claims, ttl, jti.
 _REGISTER = """
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-if KEYS[3] ~= '' then
-  redis.call('SADD', KEYS[3], ARGV[3])
-  redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if KEYS[2] ~= '' then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 return 1
 """
 
-# KEYS: grant, marker (consumed or outcome), prerequisite marker or "" , stream.
-# ARGV: marker value, ttl seconds, then the evidence entry as field/value pairs.
+# KEYS: grant, marker (consumed or outcome), prerequisite marker or "". ARGV: marker value, ttl.
 # Returns "unknown" | "missing_prerequisite" | "already" | "ok".
 _MARK_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'unknown' end
 if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then return 'missing_prerequisite' end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'already' end
-redis.call('XADD', KEYS[4], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return 'ok'
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 'ok' end
+return 'already'
+"""
+
+# KEYS: marker. ARGV: the value this caller set. Deletes it only if it is still that value.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -53,19 +52,14 @@ class GrantRegistry:
         self._retention = retention_seconds
         self._mark_once = redis.register_script(_MARK_ONCE)
         self._register = redis.register_script(_REGISTER)
+        self._release = redis.register_script(_RELEASE)
 
-    async def register(self, claims: dict[str, Any], record: dict[str, Any]) -> None:
-        """Remember an issued grant and append its `cp.authorization` record, atomically."""
+    async def register(self, claims: dict[str, Any]) -> None:
+        """Remember an issued grant (and link it to its parent)."""
         jti = claims["jti"]
         parent = claims.get("parent")
         args: list[str | bytes | int] = [jsontext.dumps(claims), self._retention, jti]
-        for field, value in stream_entry(record).items():
-            args += (field, value)
-        keys = [
-            STREAM_KEY,
-            _GRANT + jti,
-            f"{_GRANT}{parent}:children" if isinstance(parent, str) else "",
-        ]
+        keys = [_GRANT + jti, f"{_GRANT}{parent}:children" if isinstance(parent, str) else ""]
         with redis_errors("registering a grant"):
             await self._register(keys=keys, args=args)
 
@@ -74,15 +68,21 @@ class GrantRegistry:
             raw = await self._redis.get(_GRANT + jti)
         return None if raw is None else dict(jsontext.loads(raw))
 
-    async def consume(self, jti: str, marker: dict[str, Any], record: dict[str, Any]) -> None:
-        """Mark the grant consumed, once. Raises `NotFound` or `Conflict`."""
-        await self._mark(jti, "consumed", None, marker, record)
+    async def consume(self, jti: str, marker: dict[str, Any]) -> bytes:
+        """Mark the grant consumed, once. Raises `NotFound` or `Conflict`. Returns the stored
+        marker, for `release`."""
+        return await self._mark(jti, "consumed", None, marker)
 
-    async def report_outcome(
-        self, jti: str, marker: dict[str, Any], record: dict[str, Any]
-    ) -> None:
-        """Record the grant's outcome, once, after its consumption. Raises `NotFound`/`Conflict`."""
-        await self._mark(jti, "outcome", "consumed", marker, record)
+    async def report_outcome(self, jti: str, marker: dict[str, Any]) -> bytes:
+        """Mark the grant's outcome, once, after its consumption. Raises `NotFound`/`Conflict`.
+        Returns the stored marker, for `release`."""
+        return await self._mark(jti, "outcome", "consumed", marker)
+
+    async def release(self, jti: str, what: str, stored: bytes) -> None:
+        """Undo a consumption or outcome whose evidence could not be appended, unless another
+        caller's marker replaced it meanwhile."""
+        with redis_errors(f"releasing a grant's {what}"):
+            await self._release(keys=[f"{_GRANT}{jti}:{what}"], args=[stored])
 
     async def lineage(self, jti: str) -> dict[str, Any]:
         """The grant, its consumption, its outcome and its children, for auditors and tools."""
@@ -110,17 +110,13 @@ class GrantRegistry:
         what: str,
         prerequisite: str | None,
         marker: dict[str, Any],
-        record: dict[str, Any],
-    ) -> None:
-        entry = stream_entry(record)
-        args: list[str | bytes | int] = [jsontext.dumps(marker), self._retention]
-        for field, value in entry.items():
-            args += (field, value)
+    ) -> bytes:
+        stored = jsontext.dumps(marker)
+        args: list[str | bytes | int] = [stored, self._retention]
         keys = [
             _GRANT + jti,
             f"{_GRANT}{jti}:{what}",
             f"{_GRANT}{jti}:{prerequisite}" if prerequisite else "",
-            STREAM_KEY,
         ]
         with redis_errors(f"recording a grant's {what}"):
             result = await self._mark_once(keys=keys, args=args)
@@ -136,3 +132,4 @@ class GrantRegistry:
         if status == "already":
             code = "grant_already_consumed" if what == "consumed" else "outcome_already_reported"
             raise Conflict(f"grant {jti} is already {what}", code=code)
+        return stored

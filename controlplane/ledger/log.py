@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import exceptions as redis_exceptions
 from redis.asyncio import Redis
@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 ENTRIES_KEY = "{cp:ledger}:entries"
 HEAD_KEY = "{cp:ledger}:head"
 CHECKPOINT_KEY = "{cp:ledger}:checkpoint"
+PAYLOADS_KEY = "{cp:ledger}:payloads"  # hash: index -> the entry's erasable payload (records.py)
+AWAITING_KEY = "{cp:ledger}:awaiting"  # sorted set: OPA decision ids awaiting their opa.decision
+SEEN_PREFIX = "{cp:ledger}:seen:"  # + dedupe key -> index of the entry that took it
+DECISION_PREFIX = "{cp:ledger}:decision:"  # + decision id -> list of the indexes that name it
+OPA_SEEN = "opa:"  # dedupe keys of opa.decision entries: "opa:" + decision_id
 LIBRARY_NAME = "cpledger"
 
 # One batch is one FCALL: Redis runs nothing else meanwhile, so it is bounded (the decision-log
@@ -70,13 +75,20 @@ READ_PAGE = 1000
 # The Function library (redis.io/docs/latest/develop/programmability/functions-intro/). Loaded
 # with FUNCTION LOAD REPLACE at start; Redis persists and replicates it with the dataset.
 #
-# cpledger_append(keys = {entries, head}, args = {expected_size, new_head_json,
-#                 kind_1, decision_id_1 or '', entry_1, kind_2, ...})
+# cpledger_append(keys = {entries, head, payloads, awaiting, <per-entry keys>...},
+#                 args = {expected_size, new_head_json, seen_ttl, now,
+#                         then per entry: kind, decision_id or '', entry, payload or '', flags})
 #   Appends the entries at indexes expected_size, expected_size + 1, ... and sets the head, or
-#   returns the error `SIZE_CONFLICT <actual size>` and writes nothing. A Redis script is not
-#   rolled back when a command fails midway, so everything that could fail is checked before the
-#   first write: the argument shape, the new head's size, and that the stream ends at the head
-#   (so every explicit XADD id is above the stream's top item).
+#   returns an error and writes nothing: `SIZE_CONFLICT <actual size>` when the head moved,
+#   `DUPLICATE <position>:<index> ...` when an entry's dedupe key is already taken (by the entry
+#   at <index>). A Redis script is not rolled back when a command fails midway, so everything
+#   that could fail is checked before the first write: the argument shape, the new head's size,
+#   that the stream ends at the head (so every explicit XADD id is above its top item), and the
+#   dedupe keys. Each letter of an entry's flags takes the next per-entry key, in this order:
+#   'S' its dedupe key (set to its index for `seen_ttl` seconds; an OPA decision also leaves the
+#   awaiting set), 'A' the dedupe key of its OPA decision (the entry awaits that decision's
+#   `opa.decision` entry: it joins the awaiting set at `now` unless the decision is already in),
+#   'D' its decision's index list (for `GET /v1/ledger/decisions/{id}`, kept `seen_ttl` seconds).
 # cpledger_checkpoint(keys = {checkpoint}, args = {size, note})
 #   Stores the note only if its size is larger than the stored one's, so that a slow writer can
 #   never replace a newer checkpoint with an older one; returns the stored size.
@@ -87,11 +99,16 @@ local function head_size(key)
   return tonumber(cjson.decode(head)['size'])
 end
 
+local function has(flags, letter)
+  return string.find(flags, letter, 1, true) ~= nil
+end
+
 local function append(keys, args)
   local expected = tonumber(args[1])
-  local count = (#args - 2) / 3
+  local count = (#args - 4) / 5
   if expected == nil or count < 1 or count ~= math.floor(count) then
-    return redis.error_reply('BAD_ARGS cpledger_append takes a size, a head and triples')
+    return redis.error_reply('BAD_ARGS cpledger_append takes a size, a head, a ttl, a time '
+                             .. 'and quintuples')
   end
   local size = head_size(keys[2])
   if size ~= expected then
@@ -106,13 +123,48 @@ local function append(keys, args)
   if top_id ~= '0-' .. size then
     return redis.error_reply('HEAD_MISMATCH stream top ' .. top_id .. ', head size ' .. size)
   end
+  local k = 5
+  local taken = {}
   for i = 0, count - 1 do
-    local kind, decision_id, entry = args[3 + 3 * i], args[4 + 3 * i], args[5 + 3 * i]
+    local flags = args[9 + 5 * i]
+    if has(flags, 'S') then
+      local index = redis.call('GET', keys[k])
+      if index then taken[#taken + 1] = i .. ':' .. index end
+      k = k + 1
+    end
+    if has(flags, 'A') then k = k + 1 end
+    if has(flags, 'D') then k = k + 1 end
+  end
+  if #taken > 0 then
+    return redis.error_reply('DUPLICATE ' .. table.concat(taken, ' '))
+  end
+  k = 5
+  for i = 0, count - 1 do
+    local index = size + i
+    local kind, decision_id, entry = args[5 + 5 * i], args[6 + 5 * i], args[7 + 5 * i]
+    local payload, flags = args[8 + 5 * i], args[9 + 5 * i]
     if decision_id == '' then
-      redis.call('XADD', keys[1], '0-' .. (size + 1 + i), 'e', entry, 'kind', kind)
+      redis.call('XADD', keys[1], '0-' .. (index + 1), 'e', entry, 'kind', kind)
     else
-      redis.call('XADD', keys[1], '0-' .. (size + 1 + i), 'e', entry, 'kind', kind,
+      redis.call('XADD', keys[1], '0-' .. (index + 1), 'e', entry, 'kind', kind,
                  'decision_id', decision_id)
+    end
+    if payload ~= '' then redis.call('HSET', keys[3], index, payload) end
+    if has(flags, 'S') then
+      redis.call('SET', keys[k], index, 'EX', args[3])
+      if kind == 'opa.decision' then redis.call('ZREM', keys[4], decision_id) end
+      k = k + 1
+    end
+    if has(flags, 'A') then
+      if redis.call('EXISTS', keys[k]) == 0 then
+        redis.call('ZADD', keys[4], 'NX', args[4], decision_id)
+      end
+      k = k + 1
+    end
+    if has(flags, 'D') then
+      redis.call('RPUSH', keys[k], index)
+      redis.call('EXPIRE', keys[k], args[3])
+      k = k + 1
     end
   end
   redis.call('SET', keys[2], args[2])
@@ -137,6 +189,7 @@ redis.register_function('cpledger_checkpoint', checkpoint)
 """
 
 _SIZE_CONFLICT = "SIZE_CONFLICT "
+_DUPLICATE = "DUPLICATE "
 
 
 class LedgerBusy(Unavailable):
@@ -156,21 +209,33 @@ class LedgerRollback(ControlPlaneError):
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """Where a caller's entries landed: indexes `first_index` to `first_index + count - 1`, and
-    the signed checkpoint note (of tree `size`, root `root`) that covers them."""
+    """Where a caller's entries are: `indexes[i]` is entry i's index, `appended[i]` whether this
+    append put it there (False: its dedupe key was taken, by the entry at that index). The signed
+    checkpoint note (of tree `size`, root `root`) covers every one of them."""
 
-    first_index: int
-    count: int
+    indexes: tuple[int, ...]
+    appended: tuple[bool, ...]
     size: int
     root: bytes
     checkpoint: str
 
     @property
-    def indexes(self) -> range:
-        return range(self.first_index, self.first_index + self.count)
+    def first_index(self) -> int:
+        return self.indexes[0]
 
 
-Entry = tuple[str, str | None, bytes]  # kind, decision_id, entry bytes (RFC 8785 JSON)
+class Entry(NamedTuple):
+    """One entry to append. `entry`: the bytes the log hashes (RFC 8785 JSON). `payload`: its
+    erasable payload, kept beside it. `seen`: a dedupe key (the append skips an entry whose key
+    was taken within the dedupe window). `awaits`: the entry names an OPA decision whose own
+    `opa.decision` entry should follow (the reconciler reports it when it does not)."""
+
+    kind: str
+    decision_id: str | None
+    entry: bytes
+    payload: bytes | None = None
+    seen: str | None = None
+    awaits: bool = False
 
 
 def leaf_of(entry: bytes) -> bytes:
@@ -182,6 +247,15 @@ def leaf_of(entry: bytes) -> bytes:
 class _Pending:
     entries: list[Entry]
     future: asyncio.Future[AppendResult]
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    indexes: list[int]
+    appended: list[bool]
+    size: int
+    root: bytes
+    note: str
 
 
 class Ledger:
@@ -205,6 +279,7 @@ class Ledger:
         state_path: Path | None = None,
         max_batch: int = MAX_BATCH_ENTRIES,
         max_attempts: int = MAX_APPEND_ATTEMPTS,
+        dedupe_seconds: int = 3600,
     ) -> None:
         if signer.name != origin:
             raise ConfigurationError(
@@ -218,6 +293,7 @@ class Ledger:
         self._state_path = state_path
         self._max_batch = max_batch
         self._max_attempts = max_attempts
+        self._dedupe_seconds = dedupe_seconds
         self._queue: deque[_Pending] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._head: merkle.CompactRange | None = None  # our last written head: a guess
@@ -283,7 +359,7 @@ class Ledger:
                 count += len(pending.entries)
             began = self._clock.monotonic()
             try:
-                first, size, root, note = await self._commit([e for p in batch for e in p.entries])
+                committed = await self._commit([e for p in batch for e in p.entries])
             except Exception as error:  # every caller of the batch learns of the failure
                 for pending in batch:
                     if not pending.future.done():
@@ -292,74 +368,126 @@ class Ledger:
             log.debug(
                 "ledger batch of %d entries committed at size %d in %.1f ms",
                 count,
-                size,
+                committed.size,
                 1000 * (self._clock.monotonic() - began),
             )
+            first = 0
             for pending in batch:
+                last = first + len(pending.entries)
                 if not pending.future.done():  # a caller may have been cancelled
-                    result = AppendResult(first, len(pending.entries), size, root, note)
+                    result = AppendResult(
+                        tuple(committed.indexes[first:last]),
+                        tuple(committed.appended[first:last]),
+                        committed.size,
+                        committed.root,
+                        committed.note,
+                    )
                     pending.future.set_result(result)
-                first += len(pending.entries)
+                first = last
 
-    async def _commit(self, entries: list[Entry]) -> tuple[int, int, bytes, str]:
+    async def _commit(self, entries: list[Entry]) -> _Committed:
         """Append one batch by compare-and-append, then sign and store its checkpoint.
-        Returns (first index, new size, new root, checkpoint note)."""
-        leaves = [leaf_of(entry) for _, _, entry in entries]
-        triples: list[str | bytes] = []
-        for kind, decision_id, entry in entries:
-            triples += [kind, decision_id or "", entry]
+
+        Entries whose dedupe key is taken (earlier in the batch, or in the log within the
+        window) are not appended; they get the index of the entry that took the key.
+        """
+        indexes: list[int | None] = [None] * len(entries)
+        appended = [False] * len(entries)
+        first_with = _first_with_each_key(entries)
+        # Positions still to append: an entry whose key an earlier one in the batch has is not.
+        todo = [p for p, e in enumerate(entries) if e.seen is None or first_with[e.seen] == p]
         head = self._head if self._head is not None else await self._read_head()
+        new_head = head
         # No backoff: a writer that lost the race re-reads the head and tries at once, since the
         # winner still has to store its checkpoint before its next append; sleeping would only
         # hand the winner every following round.
         for _attempt in range(self._max_attempts):
+            if not todo:
+                break
+            batch = [entries[p] for p in todo]
             new_head = head
-            for leaf in leaves:
-                new_head = new_head.append(leaf)
+            for item in batch:
+                new_head = new_head.append(leaf_of(item.entry))
             with redis_errors("appending to the ledger"):
-                actual = await self._compare_and_append(head.size, new_head, triples)
-                if actual is not None and await self._already_appended(head.size, actual, entries):
+                outcome = await self._compare_and_append(head.size, new_head, batch)
+                if isinstance(outcome, int) and await self._already_appended(
+                    head.size, outcome, batch
+                ):
                     # Our earlier attempt landed but its reply was lost (the client retries a
                     # command once after a dropped connection): the entries are in; do not
                     # append them twice. The head read now is the one we wrote or a later one.
-                    actual = None
-            if actual is None:
+                    outcome = None
+            if outcome is None:
+                for offset, position in enumerate(todo):
+                    indexes[position], appended[position] = head.size + offset, True
                 self._head = new_head
+                todo = []
                 break
-            log.debug("ledger head moved to %d (expected %d), retrying", actual, head.size)
+            if isinstance(outcome, dict):  # dedupe keys taken meanwhile: drop those entries
+                for offset, index in outcome.items():
+                    indexes[todo[offset]] = index
+                todo = [p for offset, p in enumerate(todo) if offset not in outcome]
+                new_head = head
+                continue
+            log.debug("ledger head moved to %d (expected %d), retrying", outcome, head.size)
             self._head = None
-            head = await self._read_head()
+            head = new_head = await self._read_head()
         else:
             raise LedgerBusy(
                 f"the ledger head moved during {self._max_attempts} attempts to append "
                 f"{len(entries)} entries; another writer is appending faster than this one"
             )
+        if not any(appended):
+            # Every entry was in already, maybe appended by a writer that has not stored its
+            # checkpoint yet (or died first): sign the current head, which holds them all.
+            new_head = await self._read_head()
         size, root = new_head.size, new_head.root()
         note = self._sign(size, root)
         with redis_errors("storing the ledger checkpoint"):
             await self._redis.fcall("cpledger_checkpoint", 1, CHECKPOINT_KEY, size, note)
-        return head.size, size, root, note
+        return _Committed(_resolve(indexes, entries, first_with), appended, size, root, note)
 
     async def _compare_and_append(
-        self, expected: int, new_head: merkle.CompactRange, triples: list[str | bytes]
-    ) -> int | None:
-        """None once appended; the head's actual size if it is not `expected`."""
+        self, expected: int, new_head: merkle.CompactRange, entries: list[Entry]
+    ) -> int | dict[int, int] | None:
+        """None once appended; the head's actual size if it is not `expected`; the positions
+        of the entries whose dedupe key is taken, with the index that took it."""
+        keys = [ENTRIES_KEY, HEAD_KEY, PAYLOADS_KEY, AWAITING_KEY]
+        args: list[str | bytes | int | float] = [
+            expected,
+            new_head.to_json(),
+            self._dedupe_seconds,
+            self._clock.now().timestamp(),
+        ]
+        for entry in entries:
+            flags = ""
+            if entry.seen is not None:
+                flags += "S"
+                keys.append(SEEN_PREFIX + entry.seen)
+            if entry.awaits and entry.decision_id is not None:
+                flags += "A"
+                keys.append(SEEN_PREFIX + OPA_SEEN + entry.decision_id)
+            if entry.decision_id is not None:
+                flags += "D"
+                keys.append(DECISION_PREFIX + entry.decision_id)
+            args += [entry.kind, entry.decision_id or "", entry.entry, entry.payload or b"", flags]
         try:
-            await self._redis.fcall(
-                "cpledger_append", 2, ENTRIES_KEY, HEAD_KEY, expected, new_head.to_json(), *triples
-            )
+            await self._redis.fcall("cpledger_append", len(keys), *keys, *args)
         except redis_exceptions.ResponseError as error:
             message = str(error)
-            if not message.startswith(_SIZE_CONFLICT):
-                raise
-            return int(message.removeprefix(_SIZE_CONFLICT))
+            if message.startswith(_SIZE_CONFLICT):
+                return int(message.removeprefix(_SIZE_CONFLICT))
+            if message.startswith(_DUPLICATE):
+                pairs = (item.split(":") for item in message.removeprefix(_DUPLICATE).split())
+                return {int(position): int(index) for position, index in pairs}
+            raise
         return None
 
     async def _already_appended(self, expected: int, actual: int, entries: list[Entry]) -> bool:
         if actual < expected + len(entries):
             return False
         stored = await self._read_entries(expected, expected + len(entries))
-        return [entry for _, entry in stored] == [entry for _, _, entry in entries]
+        return [entry for _, entry in stored] == [item.entry for item in entries]
 
     def _sign(self, size: int, root: bytes) -> str:
         """Sign the checkpoint of (size, root), never one smaller than, or forking, the last one
@@ -436,6 +564,39 @@ class Ledger:
             raise NotFound(f"the ledger has no entry {index}")
         return rows[0][1]
 
+    async def decision_indexes(self, decision_id: str) -> list[int]:
+        """The indexes of the entries naming `decision_id` appended within the dedupe window."""
+        with redis_errors("reading a decision's ledger entries"):
+            raw = await self._redis.lrange(DECISION_PREFIX + decision_id, 0, -1)
+        return sorted(int(item) for item in raw)
+
+    async def payload(self, index: int) -> bytes | None:
+        """The erasable payload kept beside entry `index`, if it has one (and it is not erased)."""
+        with redis_errors("reading a ledger payload"):
+            raw: Any = await self._redis.hget(PAYLOADS_KEY, str(index))
+        return None if raw is None else bytes(raw)
+
+    async def erase_payload(self, index: int) -> bool:
+        """Erase the payload of entry `index` (the entry and every proof stay valid). Returns
+        whether there was one."""
+        with redis_errors("erasing a ledger payload"):
+            return bool(await self._redis.hdel(PAYLOADS_KEY, str(index)))
+
+    async def awaiting(self, older_than: float, limit: int) -> tuple[int, list[tuple[str, float]]]:
+        """OPA decisions awaiting their `opa.decision` entry since before `older_than` (Unix
+        time): how many, and the `limit` oldest as (decision_id, since)."""
+        with redis_errors("reading the decisions awaiting their OPA log"):
+            count = await self._redis.zcount(AWAITING_KEY, "-inf", older_than)
+            oldest: Any = await self._redis.zrangebyscore(
+                AWAITING_KEY, "-inf", older_than, start=0, num=limit, withscores=True
+            )
+        return int(count), [(_text(member), float(score)) for member, score in oldest]
+
+    async def forget_awaiting(self, older_than: float) -> int:
+        """Stop waiting for decisions seen before `older_than`; returns how many."""
+        with redis_errors("forgetting old decisions awaiting their OPA log"):
+            return int(await self._redis.zremrangebyscore(AWAITING_KEY, "-inf", older_than))
+
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 PATH(index, D[size]). Raises `ProofError` unless 0 <= index < size,
         `NotFound` if the log is smaller than `size`."""
@@ -477,6 +638,31 @@ class Ledger:
         return found
 
 
+def _first_with_each_key(entries: Sequence[Entry]) -> dict[str, int]:
+    """The position of the first entry with each dedupe key."""
+    first: dict[str, int] = {}
+    for position, entry in enumerate(entries):
+        if entry.seen is not None:
+            first.setdefault(entry.seen, position)
+    return first
+
+
+def _resolve(
+    indexes: list[int | None], entries: Sequence[Entry], first_with: dict[str, int]
+) -> list[int]:
+    """Every entry's index: an entry left out for a key taken earlier in its batch has the
+    index of the entry that took it."""
+    resolved: list[int] = []
+    for position, entry in enumerate(entries):
+        index = indexes[position]
+        if index is None and entry.seen is not None:
+            index = indexes[first_with[entry.seen]]
+        if index is None:  # cannot happen: every entry was appended or found taken
+            raise LedgerBusy(f"entry {position} of a ledger batch was not placed")
+        resolved.append(index)
+    return resolved
+
+
 def _check_entries(entries: Sequence[Entry]) -> list[Entry]:
     # Fail closed on shapes the Function would store wrongly (an empty decision_id would read
     # back as "none") or that are not entries at all.
@@ -484,14 +670,18 @@ def _check_entries(entries: Sequence[Entry]) -> list[Entry]:
         raise InvalidInput("an append needs at least one entry")
     checked: list[Entry] = []
     for position, item in enumerate(entries):
-        kind, decision_id, entry = item
+        kind, decision_id, entry, payload, seen, awaits = Entry(*item)
         if not isinstance(kind, str) or not kind:
             raise InvalidInput(f"entry {position}: the kind must be a non-empty string")
         if decision_id is not None and (not isinstance(decision_id, str) or not decision_id):
             raise InvalidInput(f"entry {position}: the decision_id must be None or non-empty")
         if not isinstance(entry, bytes) or not entry:
             raise InvalidInput(f"entry {position}: the entry must be non-empty bytes")
-        checked.append((kind, decision_id, entry))
+        if payload is not None and (not isinstance(payload, bytes) or not payload):
+            raise InvalidInput(f"entry {position}: the payload must be None or non-empty bytes")
+        if seen is not None and (not isinstance(seen, str) or not seen):
+            raise InvalidInput(f"entry {position}: the dedupe key must be None or non-empty")
+        checked.append(Entry(kind, decision_id, entry, payload, seen, bool(awaits)))
     return checked
 
 

@@ -1,7 +1,8 @@
 """Ledger entries from evidence records, with personal data committed rather than logged.
 
 An entry is the RFC 8785 canonical JSON of a versioned record (DESIGN.md §5). Fields that may hold
-personal data (an OPA decision's `input`, an execution request with its `args`) are replaced in the
+personal data (an OPA decision's `input`, an execution request with its `args`, an identity's
+`attributes`) are replaced in the
 entry by a salted commitment, `{"commitment": "sha256:<hex>"}`, where the digest is
 SHA-256(domain ‖ salt ‖ canonical JSON of the value) with a fresh 32-byte salt. The value and its
 salt are kept beside the entry (the payload), not in it. An auditor with the payload checks it
@@ -25,7 +26,7 @@ from controlplane.canonical import canonical_json
 from controlplane.errors import InvalidEntity
 
 # Top-level record fields that may hold personal data.
-PERSONAL_FIELDS = ("input", "request")
+PERSONAL_FIELDS = ("input", "request", "attributes")
 SALT_BYTES = 32
 COMMITMENT_PREFIX = "sha256:"
 # Domain separation: these digests can never be confused with any other SHA-256 in the system.

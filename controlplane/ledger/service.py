@@ -49,6 +49,7 @@ class LedgerService:
         sealed_key: str | None,
         require_fsync_always: bool,
         state_path: Path | None,
+        dedupe_seconds: int,
     ) -> None:
         self._redis = redis
         self._clock = clock
@@ -57,6 +58,7 @@ class LedgerService:
         self._sealed_key = sealed_key
         self._require_fsync_always = require_fsync_always
         self._state_path = state_path
+        self._dedupe_seconds = dedupe_seconds
         self._ledger: Ledger | None = None
         self._signer: NoteSigner | None = None
         self._lock = asyncio.Lock()
@@ -79,6 +81,7 @@ class LedgerService:
                     self._clock,
                     require_fsync_always=self._require_fsync_always,
                     state_path=self._state_path,
+                    dedupe_seconds=self._dedupe_seconds,
                 )
                 await ledger.start()
                 self._ledger = ledger

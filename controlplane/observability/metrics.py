@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -79,6 +79,18 @@ class Metrics:
         self.log_events_deduplicated = Counter(
             "controlplane_decision_log_events_deduplicated_total",
             "OPA decision-log events dropped as re-sent duplicates of a stored decision_id.",
+            registry=self.registry,
+        )
+        self.log_events_quarantined = Counter(
+            "controlplane_decision_log_events_quarantined_total",
+            "OPA decision-log events that cannot be records, kept as cp.quarantine records.",
+            registry=self.registry,
+        )
+        self.ledger_missing_decisions = Gauge(
+            "controlplane_ledger_missing_decisions",
+            "OPA decisions the control plane saw whose opa.decision entry is overdue (last "
+            "reconciliation).",
+            multiprocess_mode="mostrecent",
             registry=self.registry,
         )
         self.authorizations = Counter(

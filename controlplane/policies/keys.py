@@ -82,10 +82,12 @@ class BundleKey:
             )
         return self._verification(stored)
 
-    async def rotate(self) -> tuple[VerificationKey, VerificationKey]:
-        """Make a new key the signing key. Returns (previous, new)."""
+    async def rotate(
+        self, private: ec.EllipticCurvePrivateKey
+    ) -> tuple[VerificationKey, VerificationKey]:
+        """Make `private` (from `signing.generate_key`) the signing key. Returns (previous, new)."""
         previous = await self._stored()
-        entry = self._entry(generate_key(), None)
+        entry = self._entry(private, None)
         with redis_errors("rotating the bundle signing key"):
             await self._redis.set(_KEY, json.dumps(entry))
         return self._verification(previous), self._verification(entry)

@@ -27,7 +27,7 @@ from controlplane.ledger.evidence import EvidenceLog
 from controlplane.policies import bundle
 from controlplane.policies.keys import BundleKey
 from controlplane.policies.revisions import PolicyStore
-from controlplane.policies.signing import verify_bundle
+from controlplane.policies.signing import generate_key, keyid_of, verify_bundle
 
 RESERVED_DATA = "system/controlplane/data.json"
 DEFAULT_ROOTS = ["governance", "system"]
@@ -131,7 +131,20 @@ class PolicyPublisher:
         """Sign with a new bundle key from now on, and re-sign every stored revision that is not
         revoked with it. Revisions derive from content, not signatures, so each keeps its id and
         ETag: running OPAs see 304 and keep what they have (docs/policies.md)."""
-        previous, new = await self._key.rotate()
+        private = generate_key()
+        async with evidence.change(
+            "cp.admin.policy.key_rotate",
+            actor=actor,
+            reason=reason,
+            previous_keyid=(await self._key.verification_key()).keyid,
+            keyid=keyid_of(private.public_key()),
+        ):
+            previous, new = await self._key.rotate(private)
+            resigned = await self._resign_all()
+        return {"previous": previous.as_json(), "current": new.as_json(), "resigned": resigned}
+
+    async def _resign_all(self) -> list[str]:
+        """Re-sign every stored revision that is not revoked with the current key."""
         signer = await self._key.signer()
         resigned = []
         for meta in await self._store.revisions():
@@ -153,17 +166,7 @@ class PolicyPublisher:
                 raise ConfigurationError(f"re-signing {revision} changed its revision")
             await self._store.replace_bundle(revision, built.data, built.digest)
             resigned.append(revision)
-        await evidence.append(
-            evidence.record(
-                "cp.admin.policy.key_rotate",
-                actor=actor,
-                reason=reason,
-                previous_keyid=previous.keyid,
-                keyid=new.keyid,
-                resigned=resigned,
-            )
-        )
-        return {"previous": previous.as_json(), "current": new.as_json(), "resigned": resigned}
+        return resigned
 
     def _open(self, data: bytes) -> bundle.ReadBundle:
         return bundle.read(

@@ -2,9 +2,10 @@
 
 A revision is the content-derived id of a signed bundle (`policies.bundle.revision_of`). Publishing
 stores the signed bytes once; publishing the same content again is a no-op. Activation, rollback
-and revocation are admin actions with an actor and a reason, and each is written by one Redis
-script together with its evidence record, which the script appends first (as `grants.registry`
-does): the state and the evidence stream cannot disagree.
+and revocation are admin actions with an actor and a reason. Each change is checked, then its
+ledger record is appended, then one Redis script makes it (checking again, atomically); a change
+refused at that point (a concurrent change won) is followed by a `cp.admin.aborted` record
+(`EvidenceLog.change`), and a change whose record cannot be appended is not made.
 
 Revocation is for a policy that must never decide again: a revoked revision can never be activated
 or served, and revoking the active revision leaves nothing active, so that every decision is denied
@@ -28,7 +29,7 @@ from redis.asyncio import Redis
 from controlplane import jsontext
 from controlplane.clock import Clock, rfc3339
 from controlplane.errors import Conflict, NotFound, RedisUnavailable
-from controlplane.ledger.evidence import STREAM_KEY, EvidenceLog, stream_entry
+from controlplane.ledger.evidence import EvidenceLog
 from controlplane.reasons import DenyReason
 from controlplane.redis_client import redis_errors
 
@@ -44,44 +45,44 @@ POLL_SECONDS = 0.1
 
 log = logging.getLogger(__name__)
 
-# KEYS: stream, revisions, bundle, revoked, generation. ARGV: revision, meta, bytes, entry...
+# KEYS: revisions, bundle, revoked, generation. ARGV: revision, meta, bytes.
 _PUBLISH = """
-if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return 'revoked' end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'exists' end
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[3])
-redis.call('INCR', KEYS[5])
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'revoked' end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'exists' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('INCR', KEYS[4])
 return 'ok'
 """
 
-# KEYS: stream, revisions, revoked, active, history, generation.
-# ARGV: revision, activation JSON, expected current revision ('*' = any, '' = none), entry...
+# KEYS: revisions, revoked, active, history, generation.
+# ARGV: revision, activation JSON, expected current revision ('*' = any, '' = none).
+# With ARGV[4] = 'check', only answers what the change would do.
 _ACTIVATE = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 'unknown' end
-if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'revoked' end
-local current = redis.call('GET', KEYS[4])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'unknown' end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'revoked' end
+local current = redis.call('GET', KEYS[3])
 local current_revision = ''
 if current then current_revision = cjson.decode(current)['revision'] end
 if ARGV[3] ~= '*' and ARGV[3] ~= current_revision then return 'moved' end
 if current_revision == ARGV[1] then return 'already' end
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-redis.call('SET', KEYS[4], ARGV[2])
-redis.call('LPUSH', KEYS[5], ARGV[2])
-redis.call('LTRIM', KEYS[5], 0, HISTORY_LAST)
-redis.call('INCR', KEYS[6])
+if ARGV[4] == 'check' then return 'ok' end
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('LPUSH', KEYS[4], ARGV[2])
+redis.call('LTRIM', KEYS[4], 0, HISTORY_LAST)
+redis.call('INCR', KEYS[5])
 return 'ok'
 """.replace("HISTORY_LAST", str(HISTORY_LENGTH - 1))
 
-# KEYS: stream, revisions, revoked, active, generation. ARGV: revision, revocation JSON, entry...
+# KEYS: revisions, revoked, active, generation. ARGV: revision, revocation JSON, 'check' or ''.
 _REVOKE = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 'unknown' end
-if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'already' end
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-local current = redis.call('GET', KEYS[4])
-if current and cjson.decode(current)['revision'] == ARGV[1] then redis.call('DEL', KEYS[4]) end
-redis.call('INCR', KEYS[5])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'unknown' end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'already' end
+if ARGV[3] == 'check' then return 'ok' end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local current = redis.call('GET', KEYS[3])
+if current and cjson.decode(current)['revision'] == ARGV[1] then redis.call('DEL', KEYS[3]) end
+redis.call('INCR', KEYS[4])
 return 'ok'
 """
 
@@ -118,19 +119,27 @@ class PolicyStore:
     ) -> tuple[dict[str, Any], bool]:
         """Store a signed bundle under its revision. Returns (meta, created): publishing the same
         revision again changes nothing. Raises `Conflict` for a revoked revision."""
+        with redis_errors("reading a policy revision"):
+            revoked, exists = (
+                await self._redis.hexists(_REVOKED, revision),
+                await self._redis.hexists(_REVISIONS, revision),
+            )
+        if revoked:
+            raise _refused("revoked", revision)
+        if exists:
+            return await self.revision(revision), False
         stored = {**meta, "revision": revision, "published_at": self._now(), "published_by": actor}
-        record = self._evidence.record("cp.admin.policy.publish", actor=actor, policy=stored)
-        with redis_errors("publishing a policy revision"):
-            outcome = await self._publish(
-                keys=[STREAM_KEY, _REVISIONS, _BUNDLE + revision, _REVOKED, _GENERATION],
-                args=[revision, jsontext.dumps(stored), bundle, *_flat(record)],
-            )
-        if _text(outcome) == "revoked":
-            raise Conflict(
-                f"revision {revision} was revoked and can never be published again",
-                code="policy_revoked",
-            )
-        if _text(outcome) == "exists":
+        async with self._evidence.change("cp.admin.policy.publish", actor=actor, policy=stored):
+            with redis_errors("publishing a policy revision"):
+                outcome = _text(
+                    await self._publish(
+                        keys=[_REVISIONS, _BUNDLE + revision, _REVOKED, _GENERATION],
+                        args=[revision, jsontext.dumps(stored), bundle],
+                    )
+                )
+            if outcome == "revoked":
+                raise _refused(outcome, revision)
+        if outcome == "exists":  # published meanwhile by another caller, with the same content
             return await self.revision(revision), False
         return stored, True
 
@@ -140,34 +149,23 @@ class PolicyStore:
         """Make `revision` the one every OPA should run. `expected` guards a rollback against a
         concurrent change ('*' = whatever is active). Activating the active revision is a no-op."""
         activation = Activation(revision, self._now(), actor, reason)
-        record = self._evidence.record(
-            f"cp.admin.policy.{kind}", actor=actor, reason=reason, revision=revision
-        )
+        keys: list[str] = [_REVISIONS, _REVOKED, _ACTIVE, _HISTORY, _GENERATION]
+        args: list[str | bytes] = [revision, jsontext.dumps(activation.as_json()), expected]
         with redis_errors("activating a policy revision"):
-            outcome = _text(
-                await self._activate(
-                    keys=[STREAM_KEY, _REVISIONS, _REVOKED, _ACTIVE, _HISTORY, _GENERATION],
-                    args=[
-                        revision,
-                        jsontext.dumps(activation.as_json()),
-                        expected,
-                        *_flat(record),
-                    ],
-                )
-            )
-        if outcome == "unknown":
-            raise NotFound(f"no published revision {revision}", code="policy_unknown")
-        if outcome == "revoked":
-            raise Conflict(f"revision {revision} is revoked", code="policy_revoked")
-        if outcome == "moved":
-            raise Conflict(
-                "the active revision changed meanwhile; look again and retry",
-                code="policy_changed",
-            )
+            outcome = _text(await self._activate(keys=keys, args=[*args, "check"]))
+        if outcome == "ok":
+            async with self._evidence.change(
+                f"cp.admin.policy.{kind}", actor=actor, reason=reason, revision=revision
+            ):
+                with redis_errors("activating a policy revision"):
+                    outcome = _text(await self._activate(keys=keys, args=[*args, ""]))
+                if outcome != "ok":
+                    raise _refused(outcome, revision)
+            return activation
         if outcome == "already":
             current = await self.active()
             return current or activation
-        return activation
+        raise _refused(outcome, revision)
 
     async def rollback(self, *, actor: str, reason: str) -> Activation:
         """Activate the revision that was active before the current one (skipping revoked ones)."""
@@ -188,18 +186,20 @@ class PolicyStore:
     async def revoke(self, revision: str, *, actor: str, reason: str) -> dict[str, Any]:
         """Revoke `revision` for good. Revoking it twice is a no-op."""
         revocation = {"at": self._now(), "actor": actor, "reason": reason}
-        record = self._evidence.record(
-            "cp.admin.policy.revoke", actor=actor, reason=reason, revision=revision
-        )
+        keys = [_REVISIONS, _REVOKED, _ACTIVE, _GENERATION]
+        args: list[str | bytes] = [revision, jsontext.dumps(revocation)]
         with redis_errors("revoking a policy revision"):
-            outcome = _text(
-                await self._revoke(
-                    keys=[STREAM_KEY, _REVISIONS, _REVOKED, _ACTIVE, _GENERATION],
-                    args=[revision, jsontext.dumps(revocation), *_flat(record)],
-                )
-            )
-        if outcome == "unknown":
-            raise NotFound(f"no published revision {revision}", code="policy_unknown")
+            outcome = _text(await self._revoke(keys=keys, args=[*args, "check"]))
+        if outcome == "ok":
+            async with self._evidence.change(
+                "cp.admin.policy.revoke", actor=actor, reason=reason, revision=revision
+            ):
+                with redis_errors("revoking a policy revision"):
+                    outcome = _text(await self._revoke(keys=keys, args=[*args, ""]))
+                if outcome == "unknown":
+                    raise _refused(outcome, revision)
+        elif outcome == "unknown":
+            raise _refused(outcome, revision)
         return await self.revision(revision)
 
     async def revision(self, revision: str) -> dict[str, Any]:
@@ -362,11 +362,18 @@ def _with_status(
     return {**meta, "status": status, "revoked": revoked}
 
 
-def _flat(record: dict[str, Any]) -> list[str | bytes]:
-    args: list[str | bytes] = []
-    for name, value in stream_entry(record).items():
-        args += (name, value)
-    return args
+def _refused(outcome: str, revision: str) -> Exception:
+    """The error for a change the revision scripts refused."""
+    if outcome == "unknown":
+        return NotFound(f"no published revision {revision}", code="policy_unknown")
+    if outcome == "revoked":
+        return Conflict(
+            f"revision {revision} is revoked and can never be published or activated again",
+            code="policy_revoked",
+        )
+    return Conflict(
+        "the active revision changed meanwhile; look again and retry", code="policy_changed"
+    )
 
 
 def _text(value: bytes | str) -> str:

@@ -67,6 +67,9 @@ PROTECTED = {
     ("POST", "/v1/status"): {Role.OPA},
     ("GET", "/v1/fleet"): {Role.SRE, Role.AUDITOR, Role.ADMIN},
     ("GET", "/v1/ledger/entries/{index}"): {Role.AUDITOR, Role.ADMIN},
+    ("DELETE", "/v1/ledger/entries/{index}/payload"): {Role.ADMIN},
+    ("GET", "/v1/ledger/decisions/{decision_id}"): {Role.AUDITOR, Role.ADMIN},
+    ("GET", "/v1/ledger/reconcile"): {Role.AUDITOR, Role.ADMIN},
 }
 SAMPLE_PARAMS = {
     "path": "governance/execution/decision",

@@ -13,7 +13,6 @@ from joserfc.jwk import ECKey, RSAKey
 
 from controlplane.client import AgentKey
 from controlplane.jose import sign_compact
-from controlplane.ledger.evidence import STREAM_KEY
 from controlplane.tokens.roles import Role
 from tests.support.agents import (
     authorize,
@@ -24,7 +23,7 @@ from tests.support.agents import (
     signed,
     unsigned,
 )
-from tests.support.stack import Stack, StackFactory
+from tests.support.stack import Stack, StackFactory, ledger_records
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,7 @@ def test_allowed_request_gets_a_grant(stack: Stack) -> None:
     assert answer["reasons"] == []
     assert isinstance(answer["decision_id"], str)
     assert answer["grant"].count(".") == 2
-    assert answer["evidence"] is None  # until the ledger (issue #5)
+    assert set(answer["evidence"]) == {"index", "checkpoint"}
 
 
 def test_both_names_of_the_algorithm_are_accepted(stack: Stack) -> None:
@@ -310,16 +309,16 @@ def test_redis_down_is_a_deny(factory: StackFactory) -> None:
 
 
 def test_evidence_unavailable_when_only_the_record_cannot_be_stored(factory: StackFactory) -> None:
-    """The replay reservation works, the decision is an allow, but the evidence stream refuses
-    the record (it is not a stream any more): no grant."""
+    """The replay reservation works, the decision is an allow, but the ledger's append Function
+    is gone, so the record cannot be appended: no grant."""
     stack = factory.stack(redis=factory.redis())
     identity, key = register(stack)
     with stack.redis.client() as client:
-        client.delete(STREAM_KEY)
-        client.set(STREAM_KEY, "not a stream")
+        client.function_delete("cpledger")
     answer = authorize(stack, signed(key, claims(stack, identity)))
     denied(answer, "evidence_unavailable")
     assert isinstance(answer["decision_id"], str)  # OPA did decide
+    assert answer["evidence"] is None
 
 
 def _claims_of(grant: str) -> dict[str, Any]:
@@ -327,8 +326,5 @@ def _claims_of(grant: str) -> dict[str, Any]:
 
 
 def _records(stack: Stack, kind: str) -> list[dict[str, Any]]:
-    with stack.redis.client() as client:
-        entries = client.xrevrange(STREAM_KEY, count=2000)
-    return [
-        json.loads(fields[b"record"]) for _, fields in entries if fields[b"kind"] == kind.encode()
-    ]
+    """The records of `kind`, newest first."""
+    return [record for _, record in reversed(ledger_records(stack.redis, kind))]

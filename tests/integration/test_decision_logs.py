@@ -1,18 +1,21 @@
-"""OPA's decision logs reach the stream exactly once, even when uploads fail; bad uploads: 4xx."""
+"""OPA's decision logs reach the ledger exactly once, even when uploads fail, under a signed
+checkpoint; uploads that are not decision-log chunks: 4xx; events that cannot be records: kept as
+`cp.quarantine` records and answered 2xx, so that OPA's queue moves on."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import time
 
 import httpx
 import pytest
 
-from controlplane.ledger.evidence import STREAM_KEY
+from controlplane.ledger.log import ENTRIES_KEY
 from controlplane.tokens.roles import Role
 from tests.support.processes import wait_until
-from tests.support.stack import Stack, StackFactory, stream_counts
+from tests.support.stack import Stack, StackFactory, ledger_records, stream_counts
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +66,7 @@ def metric(stack: Stack, line_start: str) -> float:
     return sum(values)
 
 
-def test_every_decision_reaches_the_stream_once(stack: Stack) -> None:
+def test_every_decision_reaches_the_ledger_once(stack: Stack) -> None:
     ids = make_decisions(stack, 25)
     with stack.client() as client:
         # Denied, undefined and malformed answers are decisions OPA logged too.
@@ -107,11 +110,13 @@ def test_replayed_chunk_is_deduplicated(stack: Stack) -> None:
         "received": 3,
         "appended": 2,
         "duplicates": 1,
+        "quarantined": 0,
     }
     assert again.status_code == 200 and again.json() == {
         "received": 3,
         "appended": 0,
         "duplicates": 3,
+        "quarantined": 0,
     }
     assert stream_counts(stack.redis, ["replay-1", "replay-2"]) == {"replay-1": 1, "replay-2": 1}
 
@@ -133,9 +138,6 @@ def test_gzip_bomb_is_refused_without_being_inflated(stack: Stack) -> None:
         (b"not gzip at all", "gzip", 400, "invalid_gzip"),
         (gzip.compress(b"not json"), "gzip", 400, "invalid_json"),
         (gzip.compress(b'{"decision_id": "x"}'), "gzip", 400, "invalid_events"),
-        (gzip.compress(b'[{"labels": {}, "timestamp": "t"}]'), "gzip", 400, "invalid_events"),
-        (gzip.compress(b'[{"decision_id": "x"}]'), "gzip", 400, "invalid_events"),
-        (gzip.compress(b"[1]"), "gzip", 400, "invalid_events"),
         (gzip.compress(b"[]")[:-4], "gzip", 400, "invalid_gzip"),
         (b"[]", "br", 415, "unsupported_media_type"),
     ],
@@ -144,23 +146,50 @@ def test_malformed_uploads_are_refused_and_store_nothing(
     stack: Stack, body: bytes, encoding: str, status: int, reason: str
 ) -> None:
     with stack.redis.client() as client:
-        before = client.xlen(STREAM_KEY)
+        before = client.xlen(ENTRIES_KEY)
     response = upload(stack, body, **{"Content-Encoding": encoding})
     assert response.status_code == status, response.text
     assert response.json()["reason"] == reason
     with stack.redis.client() as client:
-        assert client.xlen(STREAM_KEY) == before
+        assert client.xlen(ENTRIES_KEY) == before
 
 
-def test_one_bad_event_refuses_the_whole_upload(stack: Stack) -> None:
-    body = json.dumps([event("whole-1"), {"decision_id": 7}]).encode()
-    assert upload(stack, body).status_code == 400
-    assert stream_counts(stack.redis, ["whole-1"]) == {}
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"decision_id": "huge", "labels": {}, "timestamp": "t", "input": {"n": 2**64}}, "canon"),
+        ({"labels": {}, "timestamp": "t"}, "decision_id"),
+        ({"decision_id": 7, "labels": {}, "timestamp": "t"}, "decision_id"),
+        ({"decision_id": "no-labels"}, "labels"),
+        (1, "not a JSON object"),
+    ],
+)
+def test_an_event_that_cannot_be_a_record_is_quarantined_and_answered_2xx(
+    stack: Stack, bad: object, error: str
+) -> None:
+    """OPA re-sends a refused chunk forever: the good events go in, the bad one becomes a
+    `cp.quarantine` record with its digest and the error, once, even when OPA re-sends."""
+    good = event(f"beside-{error}-{json.dumps(bad)[:20]}")
+    body = gzip.compress(json.dumps([good, bad]).encode())
+    for _ in range(2):
+        response = upload(stack, body, **{"Content-Encoding": "gzip"})
+        assert response.status_code == 200, response.text
+        assert response.json()["quarantined"] == 1
+    assert stream_counts(stack.redis, [good["decision_id"]]) == {good["decision_id"]: 1}
+    digest = hashlib.sha256(_event_bytes(bad)).hexdigest()
+    quarantined = [r for _, r in ledger_records(stack.redis, "cp.quarantine")]
+    mine = [r for r in quarantined if r["event_sha256"] == digest]
+    assert len(mine) == 1, quarantined
+    assert ("canonical" if error == "canon" else error) in mine[0]["error"]
+
+
+def _event_bytes(event: object) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_uncompressed_upload_is_accepted(stack: Stack) -> None:
     response = upload(stack, json.dumps([event("plain-1")]).encode())
-    assert response.json() == {"received": 1, "appended": 1, "duplicates": 0}
+    assert response.json() == {"received": 1, "appended": 1, "duplicates": 0, "quarantined": 0}
 
 
 def test_log_metrics_count_received_and_deduplicated(stack: Stack) -> None:

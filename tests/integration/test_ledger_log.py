@@ -23,9 +23,11 @@ from controlplane.clock import SystemClock
 from controlplane.errors import ConfigurationError, RedisUnavailable
 from controlplane.ledger import merkle
 from controlplane.ledger.log import (
+    AWAITING_KEY,
     CHECKPOINT_KEY,
     ENTRIES_KEY,
     HEAD_KEY,
+    PAYLOADS_KEY,
     AppendResult,
     Ledger,
     LedgerRollback,
@@ -212,6 +214,9 @@ def test_two_processes_append_one_consistent_log(server: RedisServer) -> None:
         merkle.verify_consistency(checkpoint.size, size, checkpoint.root, final_root, proof)
 
 
+ONE_ENTRY = ("k", "", b"x", "", "")  # kind, decision_id, entry, payload, flags
+
+
 def test_append_with_a_stale_size_is_refused_and_changes_nothing(server: RedisServer) -> None:
     async def scenario() -> None:
         async with opened(server.url) as ledger:
@@ -221,15 +226,12 @@ def test_append_with_a_stale_size_is_refused_and_changes_nothing(server: RedisSe
     with server.client() as client:
         before = (client.get(HEAD_KEY), client.xlen(ENTRIES_KEY))
         stale = merkle.CompactRange().append(merkle.leaf_hash(b"x"))
+        keys = [ENTRIES_KEY, HEAD_KEY, PAYLOADS_KEY, AWAITING_KEY]
         with pytest.raises(redis.ResponseError, match=r"^SIZE_CONFLICT 3$"):
-            client.fcall(
-                "cpledger_append", 2, ENTRIES_KEY, HEAD_KEY, 0, stale.to_json(), "k", "", b"x"
-            )
+            client.fcall("cpledger_append", 4, *keys, 0, stale.to_json(), 60, 0, *ONE_ENTRY)
         # The right size with a head that does not hold the new leaves is refused as well.
         with pytest.raises(redis.ResponseError, match=r"^BAD_HEAD"):
-            client.fcall(
-                "cpledger_append", 2, ENTRIES_KEY, HEAD_KEY, 3, stale.to_json(), "k", "", b"x"
-            )
+            client.fcall("cpledger_append", 4, *keys, 3, stale.to_json(), 60, 0, *ONE_ENTRY)
         assert (client.get(HEAD_KEY), client.xlen(ENTRIES_KEY)) == before
 
 

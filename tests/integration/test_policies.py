@@ -26,7 +26,7 @@ from controlplane.stack.seed import build_unsigned
 from controlplane.tokens.roles import Role
 from tests.support.bundles import targz, untar
 from tests.support.processes import BUNDLE_TEMPLATE, KEY_PASSPHRASE, POLICY_DIR, wait_until
-from tests.support.stack import DEMO_INPUT, Stack, StackFactory
+from tests.support.stack import DEMO_INPUT, Stack, StackFactory, ledger_records
 
 pytestmark = pytest.mark.integration
 
@@ -248,10 +248,7 @@ def test_activate_rollback_revoke(own: Stack, factory: StackFactory, tmp_path: P
 
 
 def _evidence_kinds(stack: Stack) -> list[str]:
-    from controlplane.ledger.evidence import STREAM_KEY  # noqa: PLC0415
-
-    with stack.redis.client() as client:
-        return [f[b"kind"].decode() for _, f in client.xrange(STREAM_KEY)]
+    return [record["kind"] for _, record in ledger_records(stack.redis)]
 
 
 def test_nothing_active_denies_with_policy_not_active(own: Stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -10,11 +11,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from controlplane.decisions.demo import DEMO_INPUT
-from controlplane.ledger.evidence import STREAM_KEY
+from controlplane.ledger.log import ENTRIES_KEY
 from controlplane.stack.seed import build_unsigned, publish_and_activate, verification_key
 from controlplane.tokens.roles import Role
 from tests.support.processes import (
@@ -176,19 +178,26 @@ class StackFactory:
 
 
 def stream_counts(redis: RedisServer, decision_ids: Iterable[str]) -> Counter[str]:
-    """How often each of `decision_ids` appears as an OPA decision in the evidence stream."""
+    """How often each of `decision_ids` appears as an OPA decision in the ledger."""
     wanted = set(decision_ids)
-    counts: Counter[str] = Counter()
+    return Counter(
+        record["decision_id"]
+        for _, record in ledger_records(redis, "opa.decision")
+        if record["decision_id"] in wanted
+    )
+
+
+def ledger_records(redis: RedisServer, kind: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(index, record) of every ledger entry in Redis, of `kind` if given, oldest first."""
+    found: list[tuple[int, dict[str, Any]]] = []
     with redis.client() as client:
         start = "-"
         while True:
-            batch = client.xrange(STREAM_KEY, min=start, max="+", count=1000)
+            batch = client.xrange(ENTRIES_KEY, min=start, max="+", count=1000)
             if not batch:
-                return counts
-            for _entry_id, fields in batch:
-                if fields[b"kind"] != b"opa.decision":
-                    continue
-                decision_id = fields[b"decision_id"].decode()
-                if decision_id in wanted:
-                    counts[decision_id] += 1
+                return found
+            for entry_id, fields in batch:
+                if kind is None or fields[b"kind"] == kind.encode():
+                    index = int(entry_id.decode().removeprefix("0-")) - 1
+                    found.append((index, json.loads(fields[b"e"])))
             start = "(" + batch[-1][0].decode()

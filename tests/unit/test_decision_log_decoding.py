@@ -1,14 +1,18 @@
-"""Decoding OPA's decision-log uploads: gzip bounds, multi-member gzip, event validation."""
+"""Decoding OPA's decision-log uploads: gzip bounds, multi-member gzip, events into ledger entries
+(`opa.decision` with the input committed, or `cp.quarantine`)."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import pytest
 
 from controlplane.errors import InvalidInput, TooLarge, UnsupportedMediaType
 from controlplane.ledger.decision_logs import decode_upload, gunzip_bounded
+from controlplane.ledger.log import Entry
+from controlplane.ledger.records import open_record
 
 EVENT = {"decision_id": "d1", "labels": {"id": "x"}, "timestamp": "2026-11-26T00:00:00Z"}
 
@@ -42,38 +46,62 @@ def test_broken_gzip_is_invalid(data: bytes) -> None:
     assert caught.value.code == "invalid_gzip"
 
 
-def test_decode_keeps_every_field_of_the_event() -> None:
-    event = {**EVENT, "input": {"n": 123456789012345678901234567890}, "result": {"allow": True}}
-    (decoded,) = decode_upload(
-        gzip.compress(json.dumps([event]).encode()), "gzip", max_decompressed=10_000, max_events=10
+def decode(events: object) -> list[Entry]:
+    return decode_upload(
+        json.dumps(events).encode(),
+        None,
+        max_decompressed=100_000,
+        max_events=10,
+        received_at="2026-11-26T00:00:01Z",
     )
-    assert decoded.decision_id == "d1"
-    assert json.loads(decoded.text) == event
+
+
+def test_an_event_becomes_an_opa_decision_record_with_its_input_committed() -> None:
+    event = {**EVENT, "input": {"user": "alice"}, "result": {"allow": True}}
+    (entry,) = decode([event])
+    assert (entry.kind, entry.decision_id, entry.seen) == ("opa.decision", "d1", "opa:d1")
+    record = json.loads(entry.entry)
+    assert record["event"] == {k: v for k, v in event.items() if k != "input"}
+    assert set(record["input"]) == {"commitment"}
+    assert b"alice" not in entry.entry
+    assert entry.payload is not None
+    opened = open_record(entry.entry, json.loads(entry.payload))
+    assert opened["input"] == {"user": "alice"}
 
 
 def test_too_many_events_is_too_large() -> None:
     body = json.dumps([{**EVENT, "decision_id": f"d{i}"} for i in range(11)]).encode()
     with pytest.raises(TooLarge):
-        decode_upload(body, None, max_decompressed=100_000, max_events=10)
+        decode_upload(body, None, max_decompressed=100_000, max_events=10, received_at="t")
 
 
 def test_unknown_encoding_is_unsupported() -> None:
     with pytest.raises(UnsupportedMediaType):
-        decode_upload(b"[]", "deflate", max_decompressed=100, max_events=10)
+        decode_upload(b"[]", "deflate", max_decompressed=100, max_events=10, received_at="t")
+
+
+def test_an_upload_that_is_not_an_array_is_refused() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        decode({"not": "an array"})
+    assert caught.value.code == "invalid_events"
 
 
 @pytest.mark.parametrize(
-    "events",
+    "event",
     [
-        {"not": "an array"},
-        [EVENT, "string"],
-        [{**EVENT, "decision_id": ""}],
-        [{**EVENT, "decision_id": "x" * 257}],
-        [{k: v for k, v in EVENT.items() if k != "labels"}],
-        [{k: v for k, v in EVENT.items() if k != "timestamp"}],
+        "string",
+        {**EVENT, "decision_id": ""},
+        {**EVENT, "decision_id": "x" * 257},
+        {k: v for k, v in EVENT.items() if k != "labels"},
+        {k: v for k, v in EVENT.items() if k != "timestamp"},
+        {**EVENT, "input": {"n": 123456789012345678901234567890}},
     ],
 )
-def test_invalid_events_refuse_the_upload(events: object) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        decode_upload(json.dumps(events).encode(), None, max_decompressed=100_000, max_events=10)
-    assert caught.value.code == "invalid_events"
+def test_an_event_that_cannot_be_a_record_is_quarantined(event: object) -> None:
+    good, bad = decode([EVENT, event])
+    assert good.kind == "opa.decision"
+    assert bad.kind == "cp.quarantine" and bad.decision_id is None
+    raw = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    assert bad.seen == "quarantine:" + digest
+    assert json.loads(bad.entry)["event_sha256"] == digest

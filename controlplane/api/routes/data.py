@@ -33,7 +33,7 @@ router = APIRouter(tags=["decisions"])
 async def decide(request: Request) -> Response:
     """Evaluate `data.<path>` in OPA with the caller's input, once; deny on any failure."""
     services: Services = request.app.state.services
-    await authenticate(services, request.headers.get("authorization"), DECISION_ROLES)
+    caller = await authenticate(services, request.headers.get("authorization"), DECISION_ROLES)
     checked = services.decisions.check_path(request.path_params["path"])
     refused = sorted(REFUSED_OPTIONS & request.query_params.keys())
     if refused:
@@ -44,7 +44,8 @@ async def decide(request: Request) -> Response:
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise UnsupportedMediaType("compressed request bodies are not accepted here")
     body = services.decisions.check_body(await request.body())
-    decision = await services.decisions.decide(
+    decision = await services.asserted.decide(
+        caller,
         checked,
         body,
         with_provenance=_flag(request, "provenance"),

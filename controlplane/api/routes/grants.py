@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from controlplane.api.deps import AdminCaller, ServicesDep, require
+from controlplane.api.deps import AdminCaller, ServicesDep, actor, require
 from controlplane.api.routes.authorize import MEDIA_TYPE
 from controlplane.errors import UnsupportedMediaType
 from controlplane.tokens.roles import Role
@@ -39,8 +39,8 @@ async def outcome(
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != MEDIA_TYPE:
         raise UnsupportedMediaType(f"send the signed outcome as {MEDIA_TYPE}")
-    reported = await services.consumption.report_outcome(jti, await request.body())
-    return JSONResponse(reported.as_json(), status_code=201)
+    reported, evidence = await services.consumption.report_outcome(jti, await request.body())
+    return JSONResponse({**reported.as_json(), "evidence": evidence.as_json()}, status_code=201)
 
 
 @router.get("/v1/grants/{jti}", summary="A grant's lineage: claims, consumption, outcome, children")
@@ -55,5 +55,9 @@ async def lineage(
     summary="Rotate the grant signing key (old one stays in the JWKS until its grants expire)",
 )
 async def rotate(services: ServicesDep, caller: AdminCaller) -> dict[str, Any]:
-    key = await services.grant_keys.rotate()
+    new = services.grant_keys.generate()
+    async with services.evidence.change(
+        "cp.admin.grant_key.rotate", actor=actor(caller), kid=new.thumbprint()
+    ):
+        key = await services.grant_keys.rotate(new)
     return {"kid": key.kid, "public_jwk": key.public_jwk, "created_at": key.created_at}

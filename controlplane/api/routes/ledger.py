@@ -1,5 +1,7 @@
-"""The ledger's read API (DESIGN.md §4): the latest signed checkpoint and the log's verifier key
-(public), entries (role `auditor` or `admin`: they hold inputs) and RFC 9162 proofs (public).
+"""The ledger's API (DESIGN.md §4): the latest signed checkpoint and the log's verifier key
+(public), entries with their erasable payloads and the entries of one decision (role `auditor` or
+`admin`: they hold inputs), RFC 9162 proofs (public), reconciliation (`auditor`, `admin`) and the
+erasure of a payload (`admin`, itself recorded).
 
 Hashes are standard base64 with padding (RFC 4648 §4), as in C2SP notes. Proofs are answered for
 any size up to the current one, so that an auditor can prove an entry against the checkpoint they
@@ -11,16 +13,18 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from controlplane.api.deps import AuditorCaller, ServicesDep
+from controlplane import jsontext
+from controlplane.api.deps import AdminCaller, AuditorCaller, ServicesDep, actor
 from controlplane.errors import InvalidInput, NotFound
 from controlplane.ledger.log import leaf_of
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 TEXT = "text/plain; charset=utf-8"
 Index = Annotated[int, Query(ge=0, le=2**53)]
+ReasonQuery = Annotated[str, Query(min_length=1, max_length=1000, description="Why (recorded).")]
 
 
 def _b64(data: bytes) -> str:
@@ -44,8 +48,62 @@ async def key(services: ServicesDep) -> PlainTextResponse:
 async def entry(index: int, services: ServicesDep, caller: AuditorCaller) -> dict[str, Any]:
     if index < 0:
         raise InvalidInput("an index is a number from 0", code="index_invalid")
-    data = await (await services.ledger.ledger()).entry(index)
-    return {"index": index, "entry": data.decode("utf-8"), "leaf_hash": _b64(leaf_of(data))}
+    ledger = await services.ledger.ledger()
+    data = await ledger.entry(index)
+    payload = await ledger.payload(index)
+    return {
+        "index": index,
+        "entry": data.decode("utf-8"),
+        "leaf_hash": _b64(leaf_of(data)),
+        # Salt and value of each committed field (ledger/records.py); null once erased.
+        "payload": None if payload is None else jsontext.loads(payload),
+    }
+
+
+@router.delete(
+    "/entries/{index}/payload",
+    summary="Erase an entry's personal-data payload; the entry and its proofs stay valid (admin)",
+)
+async def erase_payload(
+    index: Annotated[int, Path(ge=0, le=2**53)],
+    services: ServicesDep,
+    caller: AdminCaller,
+    reason: ReasonQuery,
+) -> dict[str, Any]:
+    ledger = await services.ledger.ledger()
+    await ledger.entry(index)  # NotFound for an index that is not in the log
+    async with services.evidence.change(
+        "cp.admin.ledger.erase", actor=actor(caller), index=index, reason=reason
+    ):
+        erased = await ledger.erase_payload(index)
+    return {"index": index, "erased": erased}
+
+
+@router.get("/decisions/{decision_id}", summary="The entries naming one decision (auditor, admin)")
+async def decision(
+    decision_id: Annotated[str, Path(min_length=1, max_length=256)],
+    services: ServicesDep,
+    caller: AuditorCaller,
+) -> dict[str, Any]:
+    indexes = await (await services.ledger.ledger()).decision_indexes(decision_id)
+    if not indexes:
+        raise NotFound(
+            f"no entry names decision {decision_id!r} within the dedupe window",
+            code="decision_unknown",
+        )
+    return {"decision_id": decision_id, "indexes": indexes}
+
+
+@router.get(
+    "/reconcile",
+    summary="OPA decisions seen but missing from OPA's decision logs, and OPA's drop counters",
+)
+async def reconcile(
+    services: ServicesDep,
+    caller: AuditorCaller,
+    limit: Annotated[int, Query(ge=0, le=1000)] = 100,
+) -> dict[str, Any]:
+    return await services.reconciler.report(limit=limit)
 
 
 @router.get("/proof/inclusion", summary="RFC 9162 inclusion proof of entry `index` in tree `size`")

@@ -9,9 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from controlplane.api.deps import AdminCaller, PolicyAuthorCaller, ServicesDep
+from controlplane.api.deps import AdminCaller, PolicyAuthorCaller, ServicesDep, actor
 from controlplane.errors import UnsupportedMediaType
-from controlplane.tokens.store import Principal
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 BUNDLE_MEDIA_TYPES = frozenset(
@@ -22,10 +21,6 @@ MAX_REASON_LENGTH = 1000
 
 class Change(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON_LENGTH)]
-
-
-def actor(caller: Principal) -> str:
-    return f"{caller.role.value}:{caller.name} ({caller.token_id})"
 
 
 @router.get("/verification-key", summary="The key OPA verifies bundles with (public)")

@@ -1,4 +1,9 @@
-"""Bearer-token administration (role `admin`): create, list, revoke."""
+"""Bearer-token administration (role `admin`): create, list, revoke.
+
+Each change is a `cp.admin.token.*` ledger record. A revocation is recorded before it is made; a
+token's id exists only once it is created, so a creation is recorded right after, and a token
+whose creation cannot be recorded is revoked again before the error is answered.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from controlplane.api.deps import AdminCaller, ServicesDep
+from controlplane.api.deps import AdminCaller, ServicesDep, actor
+from controlplane.ledger.evidence import EvidenceUnavailable
 from controlplane.tokens.roles import Role
 from controlplane.tokens.store import MAX_NAME_LENGTH, MAX_PAGE_SIZE
 
@@ -24,6 +30,20 @@ async def create_token(
     body: TokenCreate, services: ServicesDep, caller: AdminCaller
 ) -> dict[str, Any]:
     secret, record = await services.tokens.create(body.role, body.name)
+    evidence = services.evidence
+    try:
+        await evidence.append(
+            evidence.record(
+                "cp.admin.token.create",
+                actor=actor(caller),
+                token_id=record.id,
+                role=body.role.value,
+                name=body.name,
+            )
+        )
+    except EvidenceUnavailable:
+        await services.tokens.revoke(record.id)
+        raise
     return {**record.as_json(), "token": secret}
 
 
@@ -40,5 +60,8 @@ async def list_tokens(
 
 @router.post("/{token_id}/revoke", summary="Revoke a token")
 async def revoke_token(token_id: str, services: ServicesDep, caller: AdminCaller) -> dict[str, Any]:
-    record = await services.tokens.revoke(token_id)
+    async with services.evidence.change(
+        "cp.admin.token.revoke", actor=actor(caller), token_id=token_id
+    ):
+        record = await services.tokens.revoke(token_id)
     return record.as_json()
