@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     ledger_key_file: Path | None = None
     ledger_require_fsync_always: bool = True
     ledger_state_file: Path | None = None
+    # The archive (c2sp.org/tlog-tiles): a directory or an fsspec URL (s3://..., with s3fs). When
+    # set, one API process at a time copies the ledger there every interval and trims Redis below
+    # what is archived (unless archive_trim is off); proofs then read the archived part.
+    archive_url: str | None = None
+    archive_interval_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
+    archive_trim: bool = True
 
     # Credentials. The admin token bootstraps everything else; it is held only as a digest.
     admin_token: SecretStr | None = None

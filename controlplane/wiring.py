@@ -17,6 +17,9 @@ from pathlib import Path
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from controlplane.archive.reader import ArchiveReader
+from controlplane.archive.service import ArchiveService
+from controlplane.archive.storage import open_storage
 from controlplane.clock import Clock, SystemClock
 from controlplane.config import DEFAULT_OPA_CACHE, Settings
 from controlplane.decisions.asserted import AssertedDecisions
@@ -91,6 +94,7 @@ async def open_services(
         token=opa_client_token,
     )
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    storage = open_storage(settings.archive_url) if settings.archive_url else None
     ledger = LedgerService(
         redis,
         clock,
@@ -100,6 +104,7 @@ async def open_services(
         require_fsync_always=settings.ledger_require_fsync_always,
         state_path=settings.ledger_state_file,
         dedupe_seconds=settings.decision_log_dedupe_seconds,
+        archive=ArchiveReader(storage) if storage else None,
     )
     evidence = EvidenceLog(ledger, clock)
     fleet = FleetStore(redis, clock, forget_after_seconds=settings.fleet_forget_after_seconds)
@@ -209,11 +214,25 @@ async def open_services(
         log.warning("ledger not started yet: %s", exc.detail)
     await opa.open()
     watcher = asyncio.create_task(policy_state.watch(), name="policy-state")
+    tasks = {watcher}
+    stop = asyncio.Event()
+    if storage is not None:
+        archive = ArchiveService(
+            redis,
+            storage,
+            interval_seconds=settings.archive_interval_seconds,
+            trim=settings.archive_trim,
+        )
+        tasks.add(asyncio.create_task(archive.run(stop), name="archiver"))
     try:
         yield services
     finally:
+        stop.set()
         watcher.cancel()
-        await asyncio.wait({watcher}, timeout=2)
+        # The archiver ends its round (a partial round is harmless: see archive/archiver.py).
+        _, pending = await asyncio.wait(tasks, timeout=5)
+        for task in pending:
+            task.cancel()
         await opa.close()
         await redis.aclose()
 

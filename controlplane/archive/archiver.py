@@ -189,7 +189,7 @@ class _Archived:
         return self.edge.size
 
 
-def _read_checkpoint(storage: ArchiveStorage) -> Checkpoint | None:
+def read_archived_checkpoint(storage: ArchiveStorage) -> Checkpoint | None:
     try:
         note = storage.read(CHECKPOINT_FILE)
     except NotFound:
@@ -200,7 +200,7 @@ def _read_checkpoint(storage: ArchiveStorage) -> Checkpoint | None:
 def _load_archived(storage: ArchiveStorage) -> _Archived:
     """The archive's state, from its checkpoint and the partial tiles of that size. Raises
     `ArchiveError` when a file the checkpoint needs is missing or the tiles do not hash to it."""
-    checkpoint = _read_checkpoint(storage)
+    checkpoint = read_archived_checkpoint(storage)
     size = 0 if checkpoint is None else checkpoint.size
     partials: list[list[bytes]] = []
     level = 0
@@ -619,7 +619,7 @@ def _bundle_files(
 
 
 def _read_archived_leaves(storage: ArchiveStorage, start: int, end: int) -> list[bytes]:
-    checkpoint = _read_checkpoint(storage)
+    checkpoint = read_archived_checkpoint(storage)
     size = 0 if checkpoint is None else checkpoint.size
     if not 0 <= start <= end <= size:
         raise NotFound(f"the archive holds entries [0, {size}), not [{start}, {end})")

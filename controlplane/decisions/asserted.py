@@ -4,6 +4,8 @@ The caller is a service speaking OPA's Data API: it asserts the input, OPA decid
 answer is returned only once its `cp.decision` record (which service asserted what, OPA's
 `decision_id`, the result) is in the ledger. If the record cannot be appended the answer is the
 path's deny value with reason `evidence_unavailable`: an answer nobody can audit is not given.
+An input the ledger can never commit (integers beyond RFC 8785's range) is refused with a 400
+before OPA is asked, as a request error, rather than decided and then denied.
 The record awaits OPA's own `opa.decision` entry for the same `decision_id`, which the
 reconciler checks (`ledger/reconcile.py`).
 """
@@ -14,7 +16,9 @@ import logging
 from typing import Any
 
 from controlplane import jsontext
+from controlplane.canonical import canonical_json
 from controlplane.decisions.service import Decision, DecisionService
+from controlplane.errors import InvalidInput
 from controlplane.ledger.evidence import EvidenceLog, EvidenceUnavailable
 from controlplane.reasons import DenyReason
 from controlplane.tokens.store import Principal
@@ -36,13 +40,22 @@ class AssertedDecisions:
         with_provenance: bool,
         with_metrics: bool,
     ) -> Decision:
-        """Decide `path` (checked) on `body` (checked) for `caller`, and record it."""
+        """Decide `path` (checked) on `body` (checked) for `caller`, and record it. Raises
+        `InvalidInput` (code `input_not_canonical`), before asking OPA, for an input the ledger
+        cannot commit: RFC 8785 refuses integers beyond ±(2^53 - 1)."""
+        asserted: Any = jsontext.loads(body)
+        try:
+            canonical_json(asserted.get("input"))
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"the input cannot be recorded in the ledger: {exc.detail}",
+                code="input_not_canonical",
+            ) from exc
         decision = await self._decisions.decide(
             path, body, with_provenance=with_provenance, with_metrics=with_metrics
         )
         decision_id = decision.body.get("decision_id")
         decision_id = decision_id if isinstance(decision_id, str) else None
-        asserted: Any = jsontext.loads(body)
         record = self._evidence.record(
             "cp.decision",
             decision_id=decision_id,

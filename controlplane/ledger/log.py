@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from redis import exceptions as redis_exceptions
 from redis.asyncio import Redis
@@ -224,6 +224,20 @@ class AppendResult:
         return self.indexes[0]
 
 
+class ArchivedEntries(Protocol):
+    """The archive's copy of the entries the stream no longer holds (`archive.reader`)."""
+
+    async def size(self) -> int: ...
+
+    async def leaf_hashes(self, start: int, end: int) -> list[bytes]: ...
+
+    async def entry(self, index: int) -> bytes: ...
+
+    async def payload(self, index: int) -> bytes | None: ...
+
+    async def erase_payload(self, index: int) -> bool: ...
+
+
 class Entry(NamedTuple):
     """One entry to append. `entry`: the bytes the log hashes (RFC 8785 JSON). `payload`: its
     erasable payload, kept beside it. `seen`: a dedupe key (the append skips an entry whose key
@@ -280,6 +294,7 @@ class Ledger:
         max_batch: int = MAX_BATCH_ENTRIES,
         max_attempts: int = MAX_APPEND_ATTEMPTS,
         dedupe_seconds: int = 3600,
+        archive: ArchivedEntries | None = None,
     ) -> None:
         if signer.name != origin:
             raise ConfigurationError(
@@ -294,6 +309,7 @@ class Ledger:
         self._max_batch = max_batch
         self._max_attempts = max_attempts
         self._dedupe_seconds = dedupe_seconds
+        self._archive = archive
         self._queue: deque[_Pending] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._head: merkle.CompactRange | None = None  # our last written head: a guess
@@ -560,9 +576,11 @@ class Ledger:
             raise NotFound(f"the ledger has no entry {index}")
         with redis_errors("reading a ledger entry"):
             rows = await self._read_entries(index, index + 1)
-        if not rows:
-            raise NotFound(f"the ledger has no entry {index}")
-        return rows[0][1]
+        if rows:
+            return rows[0][1]
+        if self._archive is not None and index < await self.size():
+            return await self._archive.entry(index)  # trimmed from Redis, archived
+        raise NotFound(f"the ledger has no entry {index}")
 
     async def decision_indexes(self, decision_id: str) -> list[int]:
         """The indexes of the entries naming `decision_id` appended within the dedupe window."""
@@ -574,13 +592,19 @@ class Ledger:
         """The erasable payload kept beside entry `index`, if it has one (and it is not erased)."""
         with redis_errors("reading a ledger payload"):
             raw: Any = await self._redis.hget(PAYLOADS_KEY, str(index))
+        if raw is None and self._archive is not None:
+            return await self._archive.payload(index)
         return None if raw is None else bytes(raw)
 
     async def erase_payload(self, index: int) -> bool:
         """Erase the payload of entry `index` (the entry and every proof stay valid). Returns
         whether there was one."""
+        # Redis first: the archiver copies the payloads of entries it has not archived yet.
         with redis_errors("erasing a ledger payload"):
-            return bool(await self._redis.hdel(PAYLOADS_KEY, str(index)))
+            erased = bool(await self._redis.hdel(PAYLOADS_KEY, str(index)))
+        if self._archive is not None:
+            erased = await self._archive.erase_payload(index) or erased
+        return erased
 
     async def awaiting(self, older_than: float, limit: int) -> tuple[int, list[tuple[str, float]]]:
         """OPA decisions awaiting their `opa.decision` entry since before `older_than` (Unix
@@ -614,17 +638,25 @@ class Ledger:
         return merkle.consistency_proof(old, new, merkle.subtree_from_leaves(leaves))
 
     async def _leaf_hashes(self, size: int) -> list[bytes]:
-        # Reads every leaf up to `size`: fine while the log is small. tlog-tiles (the archive,
-        # issue #5) will replace this with O(log n) tile reads for large logs.
+        # The leaves below the stream's first entry come from the archive's level-0 tiles (the
+        # archiver trimmed them); the rest are hashed from the stream. Reads every leaf up to
+        # `size`: O(n), fine for audits of logs of millions of entries (ADR 0005).
         if size > await self.size():
             raise NotFound(f"the ledger has fewer than {size} entries")
+        with redis_errors("reading ledger entries"):
+            first: Any = await self._redis.xrange(ENTRIES_KEY, "-", "+", count=1)
+        stream_start = int(_text(first[0][0]).removeprefix("0-")) - 1 if first else size
         leaves: list[bytes] = []
+        if stream_start > 0:
+            if self._archive is None:
+                raise NotFound(f"ledger entries below {stream_start} are trimmed and not archived")
+            leaves = await self._archive.leaf_hashes(0, min(stream_start, size))
         while len(leaves) < size:
             start, end = len(leaves), min(len(leaves) + READ_PAGE, size)
             with redis_errors("reading ledger entries"):
                 rows = await self._read_entries(start, end)
             if [index for index, _ in rows] != list(range(start, end)):
-                raise NotFound(f"ledger entries {start} to {end - 1} are not all stored (trimmed?)")
+                raise NotFound(f"ledger entries {start} to {end - 1} are not all stored")
             leaves += [leaf_of(entry) for _, entry in rows]
         return leaves
 

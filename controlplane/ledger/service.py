@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from controlplane.clock import Clock
 from controlplane.errors import ConfigurationError
-from controlplane.ledger.log import Ledger
+from controlplane.ledger.log import ArchivedEntries, Ledger
 from controlplane.ledger.notes import NoteSigner
 from controlplane.redis_client import redis_errors
 from controlplane.sealing import UnsealError, seal, unseal
@@ -49,7 +49,8 @@ class LedgerService:
         sealed_key: str | None,
         require_fsync_always: bool,
         state_path: Path | None,
-        dedupe_seconds: int,
+        dedupe_seconds: int = 3600,
+        archive: ArchivedEntries | None = None,
     ) -> None:
         self._redis = redis
         self._clock = clock
@@ -59,6 +60,7 @@ class LedgerService:
         self._require_fsync_always = require_fsync_always
         self._state_path = state_path
         self._dedupe_seconds = dedupe_seconds
+        self._archive = archive
         self._ledger: Ledger | None = None
         self._signer: NoteSigner | None = None
         self._lock = asyncio.Lock()
@@ -82,6 +84,7 @@ class LedgerService:
                     require_fsync_always=self._require_fsync_always,
                     state_path=self._state_path,
                     dedupe_seconds=self._dedupe_seconds,
+                    archive=self._archive,
                 )
                 await ledger.start()
                 self._ledger = ledger

@@ -138,6 +138,13 @@ class Stack:
                 await self._wait(redis, "Redis to answer PING", self._redis_answers)
             await self._register_opa_token()
             client_token = self._opa_client_token()
+            # The ledger's last signed checkpoint and its archive live in the state folder
+            # unless configured elsewhere (DESIGN.md §5).
+            ledger: dict[str, str] = {}
+            if self.settings.ledger_state_file is None:
+                ledger["CONTROLPLANE_LEDGER_STATE_FILE"] = str(self.state / "ledger-state.json")
+            if self.settings.archive_url is None:
+                ledger["CONTROLPLANE_ARCHIVE_URL"] = str(self.state / "archive")
             api = await self._start(
                 "api",
                 [sys.executable, "-m", "controlplane", "serve"],
@@ -147,6 +154,7 @@ class Stack:
                     CONTROLPLANE_ADMIN_TOKEN=admin_token,
                     CONTROLPLANE_OPA_CLIENT_TOKEN_FILE=str(client_token),
                     **key_passphrase,
+                    **ledger,
                 ),
             )
             await self._wait(

@@ -80,6 +80,7 @@ SAMPLE_PARAMS = {
     "revision": "0" * 64,
     "name": "governance",
     "index": "0",
+    "decision_id": "no-such-decision",
 }
 
 

@@ -301,3 +301,42 @@ def test_append_fails_with_redis_unavailable_when_redis_dies(server: RedisServer
                 await ledger.checkpoint()
 
     asyncio.run(scenario())
+
+
+def test_kill_9_of_redis_loses_no_acknowledged_entry(server: RedisServer, tmp_path: Path) -> None:
+    """Redis killed (SIGKILL) while four writers append: after a restart the head agrees with
+    the stream, every acknowledged entry is at its index, and appends go on from there."""
+    state = tmp_path / "ledger-state.json"
+    acknowledged: dict[int, bytes] = {}
+
+    async def writer(ledger: Ledger, tag: str) -> None:
+        for n in itertools.count():
+            entry = record(tag, n)
+            try:
+                result = await ledger.append([("cp.test", None, entry)])
+            except RedisUnavailable:
+                return
+            acknowledged[result.first_index] = entry
+
+    async def scenario() -> None:
+        async with opened(server.url, state_path=state) as ledger:
+            writers = asyncio.gather(*[writer(ledger, f"w{w}") for w in range(4)])
+            await asyncio.sleep(0.5)
+            server.kill()
+            await writers
+        server.start()
+        async with opened(server.url, state_path=state) as ledger:  # no LedgerRollback
+            size = await ledger.size()
+            with server.client() as client:
+                rows = client.xrange(ENTRIES_KEY)
+            assert len(rows) == size
+            stream = [fields[b"e"] for _, fields in rows]
+            for index, entry in acknowledged.items():
+                assert stream[index] == entry, index
+            after = await ledger.append([("cp.test", None, record("after", 0))])
+            assert after.first_index == size
+            stream.append(record("after", 0))
+            assert after.root == merkle.root([merkle.leaf_hash(e) for e in stream])
+
+    asyncio.run(scenario())
+    assert len(acknowledged) > 50  # the writers did get going before the kill
