@@ -1,5 +1,5 @@
-"""`controlplane ledger`: the latest checkpoint, receipts for entries, offline verification, and
-reconciliation of OPA's decision logs.
+"""`controlplane ledger`: the latest checkpoint, receipts for entries, offline verification, an
+audit of the log in Redis, and reconciliation of OPA's decision logs.
 
 A receipt is a C2SP tlog-proof (c2sp.org/tlog-proof@v1): the entry's index, its inclusion proof
 and the signed checkpoint it leads to. Its `extra` line carries the entry itself, so that the
@@ -9,17 +9,24 @@ hash must be proven into the signed checkpoint. `verify-receipt` needs only the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from controlplane.archive.reader import ArchiveReader
+from controlplane.archive.storage import open_storage
 from controlplane.cli.api_client import ApiClient
 from controlplane.cli.options import DEFAULT_URL, TokenOption, UrlOption, admin_token, echo_json
 from controlplane.errors import Conflict, InvalidInput
+from controlplane.ledger.audit import audit
 from controlplane.ledger.notes import Checkpoint, NoteVerifier, open_checkpoint
 from controlplane.ledger.receipts import Receipt, verify_receipt
+from controlplane.redis_client import connect
 
 app = typer.Typer(
     help="The evidence ledger: checkpoints, receipts, verification.", no_args_is_help=True
@@ -114,3 +121,51 @@ def reconcile(
             f"{report['missing']} OPA decisions are missing from the decision logs",
             code="decisions_missing",
         )
+
+
+@app.command("audit")
+def audit_command(
+    redis_url: Annotated[str, typer.Option("--redis-url", help="The ledger's Redis.")],
+    archive: Annotated[
+        str | None,
+        typer.Option("--archive", help="The archive (dir or URL), for entries trimmed from Redis."),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Check the log in Redis against every signed checkpoint it keeps, with the log's public
+    key: names the first entry that was changed, deleted, swapped, inserted or cut off."""
+    if key is None:
+        with ApiClient(url, "") as api:
+            key = api.text("GET", "/v1/ledger/key").strip()
+    verifier = NoteVerifier.from_vkey(key)
+    reader = ArchiveReader(open_storage(archive)) if archive else None
+    started = time.perf_counter()
+    report = asyncio.run(_audit(redis_url, verifier, reader))
+    elapsed = time.perf_counter() - started
+    typer.echo(
+        f"audited {report.size} entries of {verifier.name} against {report.checkpoints} signed "
+        f"checkpoints (entries below {report.stream_start} from the archive), root "
+        f"{base64.b64encode(report.root).decode('ascii')} ({elapsed:.2f} s)"
+    )
+
+
+async def _audit(redis_url: str, verifier: NoteVerifier, reader: ArchiveReader | None) -> Any:
+    client = connect(redis_url, timeout_seconds=10)
+    try:
+        with ExitStack() as stack:
+            bar: list[Any] = []
+
+            def progress(done: int, total: int) -> None:
+                if not bar:
+                    stderr = typer.get_text_stream("stderr")
+                    bar.append(
+                        stack.enter_context(
+                            typer.progressbar(length=total, label="entries", file=stderr)
+                        )
+                    )
+                bar[0].update(done - bar[0].pos)
+
+            return await audit(client, verifier, verifier.name, archive=reader, progress=progress)
+    finally:
+        await client.aclose()

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 ENTRIES_KEY = "{cp:ledger}:entries"
 HEAD_KEY = "{cp:ledger}:head"
 CHECKPOINT_KEY = "{cp:ledger}:checkpoint"
+CHECKPOINTS_KEY = "{cp:ledger}:checkpoints"  # sorted set: recent signed notes, by size
 PAYLOADS_KEY = "{cp:ledger}:payloads"  # hash: index -> the entry's erasable payload (records.py)
 AWAITING_KEY = "{cp:ledger}:awaiting"  # sorted set: OPA decision ids awaiting their opa.decision
 SEEN_PREFIX = "{cp:ledger}:seen:"  # + dedupe key -> index of the entry that took it
@@ -69,6 +70,9 @@ MAX_BATCH_ENTRIES = 500
 # Compare-and-append attempts per batch before giving up with `LedgerBusy`. Each failed attempt
 # means another writer advanced the log, so exhausting them takes sustained contention.
 MAX_APPEND_ATTEMPTS = 32
+# Recent checkpoints kept in Redis (~200 bytes each): with group commit, one per batch, so they
+# pin down a tampered entry to its batch (`ledger/audit.py`) over the last many batches.
+HISTORY_CHECKPOINTS = 10_000
 # Leaves read per XRANGE when a proof is computed from the stream.
 READ_PAGE = 1000
 
@@ -89,9 +93,11 @@ READ_PAGE = 1000
 #   awaiting set), 'A' the dedupe key of its OPA decision (the entry awaits that decision's
 #   `opa.decision` entry: it joins the awaiting set at `now` unless the decision is already in),
 #   'D' its decision's index list (for `GET /v1/ledger/decisions/{id}`, kept `seen_ttl` seconds).
-# cpledger_checkpoint(keys = {checkpoint}, args = {size, note})
+# cpledger_checkpoint(keys = {checkpoint, checkpoints}, args = {size, note})
 #   Stores the note only if its size is larger than the stored one's, so that a slow writer can
-#   never replace a newer checkpoint with an older one; returns the stored size.
+#   never replace a newer checkpoint with an older one, and adds it to the recent checkpoints
+#   (the newest HISTORY_CHECKPOINTS, by size), which `ledger/audit.py` checks the stream against;
+#   returns the stored size.
 LIBRARY = """#!lua name=cpledger
 local function head_size(key)
   local head = redis.call('GET', key)
@@ -179,6 +185,8 @@ local function checkpoint(keys, args)
   local stored = tonumber(redis.call('HGET', keys[1], 'size'))
   if stored == nil or size > stored then
     redis.call('HSET', keys[1], 'size', args[1], 'note', args[2])
+    redis.call('ZADD', keys[2], size, args[2])
+    redis.call('ZREMRANGEBYRANK', keys[2], 0, -HISTORY_CHECKPOINTS - 1)
     return size
   end
   return stored
@@ -186,7 +194,7 @@ end
 
 redis.register_function('cpledger_append', append)
 redis.register_function('cpledger_checkpoint', checkpoint)
-"""
+""".replace("HISTORY_CHECKPOINTS", str(HISTORY_CHECKPOINTS))
 
 _SIZE_CONFLICT = "SIZE_CONFLICT "
 _DUPLICATE = "DUPLICATE "
@@ -460,7 +468,9 @@ class Ledger:
         size, root = new_head.size, new_head.root()
         note = self._sign(size, root)
         with redis_errors("storing the ledger checkpoint"):
-            await self._redis.fcall("cpledger_checkpoint", 1, CHECKPOINT_KEY, size, note)
+            await self._redis.fcall(
+                "cpledger_checkpoint", 2, CHECKPOINT_KEY, CHECKPOINTS_KEY, size, note
+            )
         return _Committed(_resolve(indexes, entries, first_with), appended, size, root, note)
 
     async def _compare_and_append(

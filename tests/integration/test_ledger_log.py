@@ -25,6 +25,7 @@ from controlplane.ledger import merkle
 from controlplane.ledger.log import (
     AWAITING_KEY,
     CHECKPOINT_KEY,
+    CHECKPOINTS_KEY,
     ENTRIES_KEY,
     HEAD_KEY,
     PAYLOADS_KEY,
@@ -214,6 +215,7 @@ def test_two_processes_append_one_consistent_log(server: RedisServer) -> None:
         merkle.verify_consistency(checkpoint.size, size, checkpoint.root, final_root, proof)
 
 
+CHECKPOINT_KEYS = (CHECKPOINT_KEY, CHECKPOINTS_KEY)
 ONE_ENTRY = ("k", "", b"x", "", "")  # kind, decision_id, entry, payload, flags
 
 
@@ -242,11 +244,11 @@ def test_a_smaller_checkpoint_never_replaces_a_larger_one(server: RedisServer) -
 
     asyncio.run(scenario())
     with server.client() as client:
-        assert client.fcall("cpledger_checkpoint", 1, CHECKPOINT_KEY, 5, "note 5") == 5
-        assert client.fcall("cpledger_checkpoint", 1, CHECKPOINT_KEY, 3, "note 3") == 5
-        assert client.fcall("cpledger_checkpoint", 1, CHECKPOINT_KEY, 5, "other 5") == 5
+        assert client.fcall("cpledger_checkpoint", 2, *CHECKPOINT_KEYS, 5, "note 5") == 5
+        assert client.fcall("cpledger_checkpoint", 2, *CHECKPOINT_KEYS, 3, "note 3") == 5
+        assert client.fcall("cpledger_checkpoint", 2, *CHECKPOINT_KEYS, 5, "other 5") == 5
         assert client.hgetall(CHECKPOINT_KEY) == {b"size": b"5", b"note": b"note 5"}
-        assert client.fcall("cpledger_checkpoint", 1, CHECKPOINT_KEY, 7, "note 7") == 7
+        assert client.fcall("cpledger_checkpoint", 2, *CHECKPOINT_KEYS, 7, "note 7") == 7
         assert client.hget(CHECKPOINT_KEY, "note") == b"note 7"
 
 
