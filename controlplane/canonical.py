@@ -15,6 +15,7 @@ escape strings alike. Those documents take the fast path; everything else goes t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from controlplane.errors import InvalidInput
 _MAX_SAFE_INTEGER = 2**53 - 1
 _FIRST_NON_BMP = "\U00010000"
 _MAX_DEPTH = 64
+_PLAIN = frozenset({str, bool, type(None)})  # always exact in orjson's output
 
 
 def canonical_json(value: Any) -> bytes:
@@ -45,20 +47,39 @@ def sha256_hex(value: Any) -> str:
 
 
 def _fast_path_is_exact(value: Any, depth: int) -> bool:
-    """True when orjson's sorted output is exactly the RFC 8785 form of `value`."""
+    """True when orjson's sorted output is exactly the RFC 8785 form of `value`.
+
+    Exact types only (a subclass of str or int may serialize differently): anything else, floats
+    and tuples included, goes to `rfc8785`. Plain loops over `type()` checks: this walk is most
+    of the cost of a ledger entry (bench/README.md, "Ledger ingest").
+    """
     if depth > _MAX_DEPTH:
         return False
-    if value is None or isinstance(value, bool | str):
-        return True
-    if isinstance(value, int):
-        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
-    if isinstance(value, list):
-        return all(_fast_path_is_exact(item, depth + 1) for item in value)
-    if isinstance(value, dict):
-        return all(
-            type(key) is str
-            and (key.isascii() or max(key) < _FIRST_NON_BMP)
-            and _fast_path_is_exact(item, depth + 1)
-            for key, item in value.items()
-        )
-    return False  # floats, tuples, anything else: rfc8785 decides
+    kind = type(value)
+    if kind is list:
+        return _items_exact(value, depth)
+    if kind is dict:
+        return _keys_exact(value) and _items_exact(value.values(), depth)
+    return _scalar_exact(value, kind)
+
+
+def _scalar_exact(value: Any, kind: type) -> bool:
+    return kind in _PLAIN or (kind is int and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
+
+
+def _items_exact(items: Iterable[Any], depth: int) -> bool:
+    for item in items:
+        kind = type(item)
+        if kind is list or kind is dict:
+            if not _fast_path_is_exact(item, depth + 1):
+                return False
+        elif not _scalar_exact(item, kind):
+            return False
+    return True
+
+
+def _keys_exact(mapping: dict[Any, Any]) -> bool:
+    for key in mapping:
+        if type(key) is not str or (not key.isascii() and max(key) >= _FIRST_NON_BMP):
+            return False
+    return True

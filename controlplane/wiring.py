@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from controlplane.archive.reader import ArchiveReader
 from controlplane.archive.service import ArchiveService
-from controlplane.archive.storage import open_storage
+from controlplane.archive.storage import ArchiveStorage, open_storage
 from controlplane.clock import Clock, SystemClock
 from controlplane.config import DEFAULT_OPA_CACHE, Settings
 from controlplane.decisions.asserted import AssertedDecisions
@@ -213,17 +213,9 @@ async def open_services(
     except RedisUnavailable as exc:
         log.warning("ledger not started yet: %s", exc.detail)
     await opa.open()
-    watcher = asyncio.create_task(policy_state.watch(), name="policy-state")
-    tasks = {watcher}
     stop = asyncio.Event()
-    if storage is not None:
-        archive = ArchiveService(
-            redis,
-            storage,
-            interval_seconds=settings.archive_interval_seconds,
-            trim=settings.archive_trim,
-        )
-        tasks.add(asyncio.create_task(archive.run(stop), name="archiver"))
+    watcher = asyncio.create_task(policy_state.watch(), name="policy-state")
+    tasks = {watcher, *_background(services, storage, stop)}
     try:
         yield services
     finally:
@@ -235,6 +227,23 @@ async def open_services(
             task.cancel()
         await opa.close()
         await redis.aclose()
+
+
+def _background(
+    services: Services, storage: ArchiveStorage | None, stop: asyncio.Event
+) -> set[asyncio.Task[None]]:
+    """The loops a process runs beside its requests until `stop` is set: reconciliation and,
+    when an archive is configured, the archiver (which a lease confines to one process)."""
+    tasks = {asyncio.create_task(services.reconciler.run(stop), name="reconciler")}
+    if storage is not None:
+        archive = ArchiveService(
+            services.redis,
+            storage,
+            interval_seconds=services.settings.archive_interval_seconds,
+            trim=services.settings.archive_trim,
+        )
+        tasks.add(asyncio.create_task(archive.run(stop), name="archiver"))
+    return tasks
 
 
 def _read_secret(value: SecretStr | None, path: Path | None) -> str | None:

@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.canonical import canonical_json
 from controlplane.clock import Clock, rfc3339
 from controlplane.errors import ControlPlaneError, Unavailable
 from controlplane.ledger.log import OPA_SEEN, AppendResult, Entry
@@ -64,7 +63,7 @@ def ledger_entry(record: dict[str, Any], *, awaits: bool = False) -> Entry:
         record["kind"],
         decision_id,
         committed.entry,
-        canonical_json(committed.payloads) if committed.payloads else None,
+        committed.payload,
         OPA_SEEN + decision_id if is_opa and decision_id else None,
         awaits and decision_id is not None,
     )

@@ -14,15 +14,20 @@ OPA with decision logs turned off cannot grow the set without bound.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.clock import Clock, rfc3339
+from controlplane.errors import Unavailable
 from controlplane.ledger.service import LedgerService
 from controlplane.observability.metrics import Metrics
 from controlplane.policies.fleet import FleetStore
 
 MAX_LISTED = 1000
+
+log = logging.getLogger(__name__)
 
 
 class Reconciler:
@@ -68,3 +73,21 @@ class Reconciler:
                 for instance in instances
             },
         }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile every half window until `stop` is set, so that the gauge stays current
+        for alerting (`controlplane_ledger_missing_decisions > 0`)."""
+        while not stop.is_set():
+            try:
+                report = await self.report(limit=0)
+            except Unavailable as error:
+                log.warning("reconciliation skipped: %s", error.detail)
+            else:
+                if report["missing"]:
+                    log.warning(
+                        "%d OPA decisions are missing from the decision logs", report["missing"]
+                    )
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self._window / 2)
+            except TimeoutError:
+                continue

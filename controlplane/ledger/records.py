@@ -44,10 +44,15 @@ class CommittedRecord:
 
     entry: bytes
     payloads: dict[str, dict[str, Any]]
+    payload: bytes | None  # the RFC 8785 JSON of `payloads`, or None when nothing is committed
 
 
 def commitment(salt: bytes, value: Any) -> str:
-    return COMMITMENT_PREFIX + hashlib.sha256(_DOMAIN + salt + canonical_json(value)).hexdigest()
+    return _commitment(salt, canonical_json(value))
+
+
+def _commitment(salt: bytes, canonical_value: bytes) -> str:
+    return COMMITMENT_PREFIX + hashlib.sha256(_DOMAIN + salt + canonical_value).hexdigest()
 
 
 def commit_record(
@@ -59,14 +64,24 @@ def commit_record(
     """The entry of `record` with each present field of `fields` (not None) committed."""
     committed: dict[str, Any] = dict(record)
     payloads: dict[str, dict[str, Any]] = {}
+    parts: dict[str, bytes] = {}
     for name in fields:
         value = record.get(name)
         if value is None:
             continue
         fresh = salt(SALT_BYTES)
-        committed[name] = {"commitment": commitment(fresh, value)}
-        payloads[name] = {"salt": base64.b64encode(fresh).decode("ascii"), "value": value}
-    return CommittedRecord(canonical_json(committed), payloads)
+        canonical_value = canonical_json(value)
+        committed[name] = {"commitment": _commitment(fresh, canonical_value)}
+        encoded_salt = base64.b64encode(fresh).decode("ascii")
+        payloads[name] = {"salt": encoded_salt, "value": value}
+        # The payload's RFC 8785 form, assembled from the value's, which is already computed
+        # (the value is most of an OPA event): members sorted, "salt" < "value", no spaces.
+        parts[name] = b'{"salt":"%s","value":%s}' % (encoded_salt.encode(), canonical_value)
+    payload = None
+    if parts:
+        members = b",".join(canonical_json(name) + b":" + parts[name] for name in sorted(parts))
+        payload = b"{" + members + b"}"
+    return CommittedRecord(canonical_json(committed), payloads, payload)
 
 
 def open_record(entry: bytes, payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -93,3 +93,10 @@ def test_records_without_personal_fields_are_left_as_they_are() -> None:
     result = commit_record(record)
     assert result.entry == rfc8785.dumps(record)
     assert result.payloads == {}
+
+
+def test_the_assembled_payload_is_the_rfc8785_form_of_the_payloads() -> None:
+    record = {**RECORD, "attributes": {"é": 1, "\U0001f600": [True, None]}}
+    committed = commit_record(record)
+    assert committed.payload == rfc8785.dumps(committed.payloads)
+    assert commit_record({"v": 1, "kind": "cp.test"}).payload is None
