@@ -41,7 +41,6 @@ from redis.asyncio import Redis
 from controlplane.clock import Clock
 from controlplane.errors import (
     ConfigurationError,
-    ControlPlaneError,
     InvalidInput,
     NotFound,
     TooLarge,
@@ -207,7 +206,7 @@ class LedgerBusy(Unavailable):
     title = "Ledger busy"
 
 
-class LedgerRollback(ControlPlaneError):
+class LedgerRollback(Unavailable):
     """The log is smaller than, or differs from, a checkpoint this process already signed: Redis
     lost acknowledged entries or was replaced. Nothing is signed until an operator looks."""
 
