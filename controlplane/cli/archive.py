@@ -11,15 +11,15 @@ import asyncio
 import base64
 import signal
 import time
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from controlplane.archive.archiver import ArchiveProgress, Archiver
 from controlplane.archive.storage import open_storage
 from controlplane.archive.verify import verify_archive
+from controlplane.cli.options import progress_bar
 from controlplane.ledger.notes import NoteVerifier
 from controlplane.redis_client import connect
 
@@ -102,20 +102,7 @@ def verify(
 ) -> None:
     """Verify every entry, tile and checkpoint of the archive in DIR against the log key."""
     verifier = NoteVerifier.from_vkey(key)
-    with ExitStack() as stack:
-        bar: list[Any] = []
-
-        def progress(done: int, total: int) -> None:
-            if not bar:
-                bar.append(
-                    stack.enter_context(
-                        typer.progressbar(
-                            length=total, label="entries", file=typer.get_text_stream("stderr")
-                        )
-                    )
-                )
-            bar[0].update(done - bar[0].pos)
-
+    with progress_bar("entries") as progress:
         started = time.perf_counter()
         report = verify_archive(directory, verifier, origin or verifier.name, progress)
         elapsed = time.perf_counter() - started

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,14 @@ import typer
 from controlplane.archive.reader import ArchiveReader
 from controlplane.archive.storage import open_storage
 from controlplane.cli.api_client import ApiClient
-from controlplane.cli.options import DEFAULT_URL, TokenOption, UrlOption, admin_token, echo_json
+from controlplane.cli.options import (
+    DEFAULT_URL,
+    TokenOption,
+    UrlOption,
+    admin_token,
+    echo_json,
+    progress_bar,
+)
 from controlplane.errors import Conflict, InvalidInput
 from controlplane.ledger.audit import audit
 from controlplane.ledger.notes import Checkpoint, NoteVerifier, open_checkpoint
@@ -153,19 +159,7 @@ def audit_command(
 async def _audit(redis_url: str, verifier: NoteVerifier, reader: ArchiveReader | None) -> Any:
     client = connect(redis_url, timeout_seconds=10)
     try:
-        with ExitStack() as stack:
-            bar: list[Any] = []
-
-            def progress(done: int, total: int) -> None:
-                if not bar:
-                    stderr = typer.get_text_stream("stderr")
-                    bar.append(
-                        stack.enter_context(
-                            typer.progressbar(length=total, label="entries", file=stderr)
-                        )
-                    )
-                bar[0].update(done - bar[0].pos)
-
+        with progress_bar("entries") as progress:
             return await audit(client, verifier, verifier.name, archive=reader, progress=progress)
     finally:
         await client.aclose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,3 +54,21 @@ def read_json_object(path: Path) -> dict[str, Any]:
 
 def echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callback drawing a bar on stderr, opened at its first call
+    (when the total is known) and closed with the `with` block."""
+    with ExitStack() as stack:
+        bar: list[Any] = []
+
+        def progress(done: int, total: int) -> None:
+            if not bar:
+                stderr = typer.get_text_stream("stderr")
+                bar.append(
+                    stack.enter_context(typer.progressbar(length=total, label=label, file=stderr))
+                )
+            bar[0].update(done - bar[0].pos)
+
+        yield progress

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,6 @@ pytestmark = pytest.mark.integration
 
 ORIGIN = "controlplane.test/archive"
 SIGNER = NoteSigner(ORIGIN, SigningKey(bytes(range(32))))  # a test key, never used outside tests
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    started = RedisServer(tmp_path)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 class Log:

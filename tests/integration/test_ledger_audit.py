@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,6 @@ SIZE = 20
 
 def entry(n: int) -> bytes:
     return canonical_json({"v": 1, "kind": "cp.test", "time": "2026-11-26T00:00:00Z", "n": n})
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    started = RedisServer(tmp_path)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 async def _with_ledger(url: str, action: Callable[[Ledger], Any]) -> Any:

@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,6 @@ class CountingSigner(NoteSigner):
     def sign(self, text: str) -> str:
         self.signed += 1
         return super().sign(text)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    started = RedisServer(tmp_path)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @asynccontextmanager
