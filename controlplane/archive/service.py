@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from controlplane.archive.archiver import Archiver
 from controlplane.archive.storage import ArchiveStorage
 from controlplane.archive.verify import ArchiveError
-from controlplane.errors import Unavailable
+from controlplane.errors import ControlPlaneError
 from controlplane.redis_client import redis_errors
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,11 @@ class ArchiveService:
                     done = await self._archiver.run_once()
                     if done.archived:
                         log.info("archived %d entries (archive size %d)", done.archived, done.size)
-            except Unavailable as error:
-                log.warning("archiver: %s; retrying", error.detail)
             except ArchiveError as error:
                 log.exception("archiver stopped: %s", error.detail)
                 return
+            except ControlPlaneError as error:  # Redis or the storage unavailable: next round
+                log.warning("archiver: %s; retrying", error.detail)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)
             except TimeoutError:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.clock import Clock, rfc3339
-from controlplane.errors import Unavailable
+from controlplane.errors import ControlPlaneError
 from controlplane.ledger.service import LedgerService
 from controlplane.observability.metrics import Metrics
 from controlplane.policies.fleet import FleetStore
@@ -80,7 +80,7 @@ class Reconciler:
         while not stop.is_set():
             try:
                 report = await self.report(limit=0)
-            except Unavailable as error:
+            except ControlPlaneError as error:  # Redis down, ledger not started: next round
                 log.warning("reconciliation skipped: %s", error.detail)
             else:
                 if report["missing"]:
