@@ -16,8 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_old_stream_is_moved_into_the_ledger(factory: StackFactory) -> None:
-    redis = factory.redis()
-    redis.start()
+    redis = factory.redis()  # started, empty
     old_record = {
         "v": 1,
         "kind": "cp.authorization",
