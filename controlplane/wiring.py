@@ -79,9 +79,15 @@ class Services:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, metrics: Metrics | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    clock: Clock | None = None,
+    background: bool = False,
 ) -> AsyncIterator[Services]:
-    """Every service of one process, open for the duration of the `async with`."""
+    """Every service of one process, open for the duration of the `async with`. With
+    `background`, the process also runs reconciliation and (given an archive) the archiver: what
+    a serving API does, not a short-lived caller such as `up` registering a token."""
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     redis = connect(settings.effective_redis_url, timeout_seconds=settings.redis_timeout_seconds)
@@ -215,7 +221,7 @@ async def open_services(
     await opa.open()
     stop = asyncio.Event()
     watcher = asyncio.create_task(policy_state.watch(), name="policy-state")
-    tasks = {watcher, *_background(services, storage, stop)}
+    tasks = {watcher, *(_background(services, storage, stop) if background else ())}
     try:
         yield services
     finally:

@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, metrics=metrics) as services:
+        async with open_services(settings, metrics=metrics, background=True) as services:
             app.state.services = services
             gc.collect()
             gc.freeze()
