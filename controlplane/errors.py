@@ -4,7 +4,8 @@ Every error the control plane raises on purpose is a `ControlPlaneError`. Each s
 category (bad input, not authenticated, unavailable, ...); each instance carries a stable
 snake_case `code` that clients can switch on. The API maps categories to RFC 9457 problem+json in
 `api/problems.py` and the CLI maps them to exit codes in `cli/main.py`; domain code never chooses an
-HTTP status or an exit code itself.
+HTTP status or an exit code itself. `HTTP_STATUS` is the one table of categories and statuses: the
+API answers with it and the SDK reads answers back with it.
 """
 
 from __future__ import annotations
@@ -99,3 +100,35 @@ class ConfigurationError(ControlPlaneError):
 
     default_code = "configuration_error"
     title = "Configuration error"
+
+
+# The HTTP status of each category, most specific first: the first class in an error's MRO found
+# here gives the status (RFC 9457 problem+json in `api/problems.py`), and the SDK maps a status back
+# to its category (`client`). Anything else is a 500.
+HTTP_STATUS: dict[type[ControlPlaneError], int] = {
+    InvalidEntity: 422,
+    UnsupportedMediaType: 415,
+    TooLarge: 413,
+    InvalidInput: 400,
+    NotAuthenticated: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+def http_status(error: ControlPlaneError) -> int:
+    """The HTTP status of `error`'s category (500 for the root itself)."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def category_of_status(status: int) -> type[ControlPlaneError]:
+    """The category an answer's HTTP status stands for (the root for any other status)."""
+    for cls, code in HTTP_STATUS.items():
+        if code == status:
+            return cls
+    return ControlPlaneError

@@ -18,16 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controlplane import jsontext
 from controlplane.errors import (
-    Conflict,
     ControlPlaneError,
-    InvalidEntity,
-    InvalidInput,
     NotAuthenticated,
-    NotFound,
-    PermissionDenied,
-    TooLarge,
     Unavailable,
-    UnsupportedMediaType,
+    http_status,
 )
 from controlplane.observability.jsonlog import request_id_var
 
@@ -36,18 +30,6 @@ MEDIA_TYPE = "application/problem+json"
 PROBLEM = {MEDIA_TYPE: {"schema": {"type": "object"}}}
 TYPE_PREFIX = "urn:problem-type:controlplane:"
 
-# Most specific first: the first class in an error's MRO found here gives the status.
-_STATUS: dict[type[ControlPlaneError], int] = {
-    InvalidEntity: 422,
-    UnsupportedMediaType: 415,
-    TooLarge: 413,
-    InvalidInput: 400,
-    NotAuthenticated: 401,
-    PermissionDenied: 403,
-    NotFound: 404,
-    Conflict: 409,
-    Unavailable: 503,
-}
 _FRAMEWORK_CODES = {
     404: "route_not_found",
     405: "method_not_allowed",
@@ -55,13 +37,6 @@ _FRAMEWORK_CODES = {
 }
 
 log = logging.getLogger(__name__)
-
-
-def status_for(error: ControlPlaneError) -> int:
-    for cls in type(error).__mro__:
-        if cls in _STATUS:
-            return _STATUS[cls]
-    return 500
 
 
 def problem(
@@ -89,7 +64,7 @@ def problem(
 
 
 def error_response(error: ControlPlaneError, instance: str) -> Response:
-    status = status_for(error)
+    status = http_status(error)
     headers = None
     if isinstance(error, NotAuthenticated):
         # RFC 6750 §3: a 401 names the scheme the client should use.

@@ -31,16 +31,10 @@ from nacl.signing import SigningKey
 
 from controlplane.canonical import sha256_hex
 from controlplane.errors import (
-    Conflict,
     ControlPlaneError,
-    InvalidEntity,
-    InvalidInput,
-    NotAuthenticated,
-    NotFound,
     PermissionDenied,
-    TooLarge,
     Unavailable,
-    UnsupportedMediaType,
+    category_of_status,
 )
 from controlplane.grants.verify import PublishedKeys, VerifiedGrant, verify
 from controlplane.jose import ed25519_signer, sign_compact
@@ -418,20 +412,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return dict(response.json())
 
 
-# A problem answer's status, back to the error category the server raised (api/problems.py).
-_BY_STATUS: dict[int, type[ControlPlaneError]] = {
-    400: InvalidInput,
-    401: NotAuthenticated,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    413: TooLarge,
-    415: UnsupportedMediaType,
-    422: InvalidEntity,
-    503: Unavailable,
-}
-
-
 def error_from_response(response: httpx.Response) -> ControlPlaneError:
     """The `ControlPlaneError` a problem+json answer stands for, with its `reason` as code."""
     try:
@@ -441,7 +421,7 @@ def error_from_response(response: httpx.Response) -> ControlPlaneError:
     if not isinstance(problem, dict):
         problem = {}
     detail = problem.get("detail") or response.text[:200] or response.reason_phrase
-    cls = _BY_STATUS.get(response.status_code, ControlPlaneError)
+    cls = category_of_status(response.status_code)
     return cls(f"{response.status_code}: {detail}", code=problem.get("reason"))
 
 

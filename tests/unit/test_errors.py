@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.api.problems import status_for
 from controlplane.cli.main import exit_code_for
 from controlplane.errors import (
+    HTTP_STATUS,
     ConfigurationError,
     Conflict,
     ControlPlaneError,
@@ -18,6 +18,8 @@ from controlplane.errors import (
     TooLarge,
     Unavailable,
     UnsupportedMediaType,
+    category_of_status,
+    http_status,
 )
 
 
@@ -40,10 +42,15 @@ from controlplane.errors import (
 def test_categories_map_to_status_and_exit_code(
     error: ControlPlaneError, status: int, exit_code: int
 ) -> None:
-    assert status_for(error) == status
+    assert http_status(error) == status
     assert exit_code_for(error) == exit_code
 
 
 def test_codes_default_per_category_and_can_be_specific() -> None:
     assert RedisUnavailable("down").code == "redis_unavailable"
     assert InvalidInput("bad", code="invalid_json").code == "invalid_json"
+
+
+@pytest.mark.parametrize("category", list(HTTP_STATUS))
+def test_the_sdk_reads_each_status_back_as_its_category(category: type[ControlPlaneError]) -> None:
+    assert category_of_status(http_status(category("x"))) is category
